@@ -1,0 +1,8 @@
+"""symrmt: deterministic equivalents of random-matrix expressions —
+derived symbolically, compiled to fast solvers, checked against Monte Carlo.
+"""
+from .objects import (Covariance, Deterministic, Form, GaussianData, GaussianNoise, I,
+                      RandomFeatures, Tr, Vector, cov, dims, ntr, power, sample_covariance,
+                      sample_mean, scalar, sqrt, var)
+
+__version__ = "0.1.0"
