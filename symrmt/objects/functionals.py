@@ -116,7 +116,7 @@ def mdiff(M, x):
     if isinstance(M, Transpose):
         d = mdiff(M.arg, x)
         return None if d is None else Transpose(d)
-    if isinstance(M, MatPow):
+    if isinstance(M, MatPow):  # (Inverse handled above: it is a MatPow)
         base, s = M.args
         if x in s.free_symbols:
             raise NotImplementedError(f"derivative of a matrix power with variable exponent: {M}")

@@ -1,0 +1,176 @@
+"""The derivation engine: expression → deterministic equivalent.
+
+Pipeline (DESIGN.md): scalar expression → random atoms (traces, forms,
+variances) → words (``rewrite.expand``) → exact Gaussian-vector averages
+(``rewrite.wick``) → canonical cores (``rewrite.canonical``) → one core at a
+time replaced by its equivalent (``rules``) → SymPy value and equations.
+"""
+from __future__ import annotations
+
+import itertools
+
+import sympy as sp
+from sympy import Identity, MatMul
+
+from ..objects import Form, Tr
+from ..objects.matrices import GaussianData, RandomFeatures, random_symbols
+from ..objects.ops import Cov, Var, as_scalar
+from ..rewrite import canonical
+from ..rewrite.expand import expand
+from ..rewrite.letters import Bare, Det, Rand, Res, word_matrix, word_sources
+from ..rewrite.wick import check_mean_independence, split_means, wick
+from . import rules
+from .laws import Registry
+from .output import words_to_scalar
+from .result import DeterministicEquivalent
+
+ASSUMPTIONS = [
+    "Gaussian data (rows N(μ, Σ), or X = K^{1/2} Z Σ^{1/2}); random features iid N(0, 1/p); "
+    "all random objects independent unless built from one another",
+    "first-order deterministic equivalence in the proportional limit (relative errors O(1/d))",
+    "traces and forms concentrate: products and ratios of them are evaluated at their equivalents",
+    "physical branch of the self-consistent equations (df < min(n, p, …), κ ≥ λ for real λ > 0)",
+]
+
+
+class Engine:
+    def __init__(self, variance_mode=False):
+        self.reg = Registry()
+        self.variance_mode = variance_mode
+        self.notes = []
+
+    # ------------------------------------------------------------ atoms
+    def atom_words(self, atom):
+        """Expand a ``Tr``/``Form`` atom into ``(coeff, word)``."""
+        M = atom.arg
+        out = []
+        for c, w in expand(M):
+            for w2 in split_means(w):
+                out.append((c, w2))
+        return out
+
+    def term_value(self, coeff, words):
+        """``coeff × E[Π Tr words]`` at first order (exact over Gaussian vectors)."""
+        check_mean_independence(words)
+        total = sp.S.Zero
+        for c, ws in wick(list(words)):
+            total += coeff * c * self.product_value(ws)
+        return total
+
+    def product_value(self, words):
+        res = sp.S.One
+        for w in words:
+            res *= self.word_value(w)
+        return res
+
+    def word_value(self, word):
+        return sp.Add(*[c * words_to_scalar(ws) for c, ws in self.reduce(word)])
+
+    # ------------------------------------------------------------ reduction
+    def reduce(self, word):
+        """``E[Tr word]`` as a list of ``(coeff, deterministic words)``."""
+        word = canonical.drop_identities(word)
+        if not word_sources(word):
+            return [(sp.S.One, (word,))]
+        st = canonical.step(word)
+        if st is not None:
+            return [t for c, w in st for t in self._scaled(c, self.reduce(w))]
+        return [t for c, ws in self.average_one(word) for t in self._scaled(c, self.reduce_product(ws))]
+
+    def reduce_product(self, words):
+        out = [(sp.S.One, ())]
+        for w in words:
+            r = self.reduce(w)
+            out = [(c1 * c2, w1 + w2) for c1, w1 in out for c2, w2 in r]
+        return out
+
+    @staticmethod
+    def _scaled(c, terms):
+        return [(c * c2, w) for c2, w in terms]
+
+    def average_one(self, word):
+        """Average over one random core of the word (others held fixed)."""
+        res = [(i, l) for i, l in enumerate(word) if isinstance(l, Res)]
+        if res:
+            core = res[0][1].core
+            mine = [(i, l) for i, l in res if l.core == core]
+            self._check_alone(word, core)
+            if core.chain:
+                if len(mine) > 1:
+                    raise NotImplementedError(
+                        f"two resolvents of the feature-space core {core} in one trace "
+                        f"({canonical_str(word)}): two-point equivalents with random features are not implemented")
+                i, l = mine[0]
+                return rules.chain_sandwich(word, i, self.reg.side(core, l.z), l.z, core)
+            bares = [i for i, l in enumerate(word) if isinstance(l, Bare) and l.core == core]
+            if bares:
+                raise NotImplementedError(
+                    f"sample covariance {core} appears apart from its resolvent in {canonical_str(word)}")
+            if len(mine) == 1:
+                i, l = mine[0]
+                return rules.one_point(word, i, self.reg.side(core, l.z), l.z)
+            if len(mine) == 2:
+                (i, l1), (j, l2) = mine
+                s1 = rules._SideAt(self.reg.side(core, l1.z), l1.z)
+                s2 = rules._SideAt(self.reg.side(core, l2.z), l2.z)
+                return rules.two_point(word, i, j, s1, s2, self.variance_mode)
+            raise NotImplementedError(
+                f"{len(mine)} resolvents of {core} in one trace ({canonical_str(word)}): "
+                "only one- and two-point equivalents are derivable")
+        bares = [(i, l) for i, l in enumerate(word) if isinstance(l, Bare)]
+        if bares:
+            core = bares[0][1].core
+            if core.chain:
+                return [(sp.S.One, (_unfold(word, bares[0][0]),))]
+            self._check_alone(word, core)
+            idx = [i for i, l in bares if l.core == core]
+            return rules.bare_expectation(word, idx, _bare_side(core))
+        feats = [(i, l) for i, l in enumerate(word) if isinstance(l, Rand) and isinstance(l.sym, RandomFeatures)]
+        if feats:
+            i, l = feats[0]
+            partner = next((j for j, m in feats[1:] if m.sym == l.sym and m.t != l.t), None)
+            if partner is None:
+                raise NotImplementedError(f"unpaired random features {l.sym.name} in {canonical_str(word)}")
+            return rules.features_expectation(word, i, partner, l.sym)
+        rnd = [l for l in word if isinstance(l, Rand)]
+        raise NotImplementedError(
+            f"cannot average {canonical_str(word)}: {rnd[0]} appears outside a sample covariance "
+            "(data matrices must pair as XᵀX, XXᵀ or sit next to their resolvent)")
+
+    def _check_alone(self, word, core):
+        """No other letter may depend on this core's sources."""
+        src = core.sources
+        for l in word:
+            if isinstance(l, (Res, Bare)) and l.core != core and (l.core.sources & src):
+                raise NotImplementedError(
+                    f"{core} and {l.core} share randomness in {canonical_str(word)}: "
+                    "mixed data-space/Gram-space or feature/data resolvents are not implemented")
+            if isinstance(l, Rand) and l.sym.uid in src and not (core.chain and l.sym in core.chain):
+                raise NotImplementedError(
+                    f"{l} appears outside the sample covariance of {core} in {canonical_str(word)}")
+
+
+def _bare_side(core):
+    from .laws import Side
+    X = core.data
+    if core.side == "gram":
+        return Side(A=X.K if X.correlated else Identity(core.m), kA=None, B=X.Sigma, kB=None,
+                    m=core.m, k1=None, iid=True)
+    return Side(A=X.Sigma, kA=None, B=X.K if X.correlated else Identity(core.m), kB=None,
+                m=core.m, k1=None, iid=not X.correlated)
+
+
+def _unfold(word, i):
+    """A bare feature core back into ``Fᵀ Σ̂ F`` letters."""
+    from ..rewrite.letters import Core
+    core = word[i].core
+    inner = Core(core.data, core.side, core.chain[:-1], core.ddof)
+    F = core.chain[-1]
+    return word[:i] + (Rand(F, True), Bare(inner), Rand(F)) + word[i + 1:]
+
+
+def canonical_str(word):
+    try:
+        return sp.sstr(word_matrix(word))
+    except Exception:  # messages must never fail
+        return " ".join(map(str, word))

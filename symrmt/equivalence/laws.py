@@ -1,0 +1,110 @@
+"""Unknowns and self-consistent equations, one block per (law, spectral
+parameter).
+
+For data ``X = K^{1/2} Z Σ^{1/2}`` with ``m`` samples (normalisation
+``1/m``) the data side ``(XᵀX/m + z)⁻¹ ≃ (κ/z)(Σ+κ)⁻¹`` and the Gram side
+``(XXᵀ/m + z)⁻¹ ≃ (ν/z)(K+ν)⁻¹`` share one pair ``(κ, ν)``:
+
+    Tr[K(K+ν)⁻¹] = Tr[Σ(Σ+κ)⁻¹] = df,    κ ν df = m z.
+
+With ``K = I`` the second unknown is explicit, ``ν = (m − df)/df``, and
+the pair reduces to MATH.md's ``κ(1 − df/m) = z``, i.e. ``κ = z S_W(−df/d)``
+with ``S_W(w) = 1/(1 + (d/m) w)``. Feature layers ``F_l`` (``d_l × p_l``)
+between the data and the ridge multiply S-transforms: the data level sees
+the ridge ``κ₁ = κ Π_l (1 − df/p_l)`` and ``κ`` is the ridge seen by ``Σ``.
+The same law at the same ``z`` (e.g. two independent copies) shares
+unknowns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy import Identity
+
+from ..objects import Tr
+from .result import UnknownGroup, unknown_symbol
+
+
+def _df(A, k):
+    return Tr(A * (A + k * Identity(A.shape[0])).inverse())
+
+
+@dataclass
+class Side:
+    """What the rules need for one core at one spectral parameter.
+
+    ``A`` is the population matrix on the resolvent's side and ``kA`` its
+    renormalised ridge; ``B``/``kB`` the other side; ``m`` the normalisation;
+    ``k1`` the ridge at the data level (differs from ``kA`` with features).
+    """
+    A: sp.Basic
+    kA: sp.Expr
+    B: sp.Basic
+    kB: sp.Expr
+    m: sp.Expr
+    k1: sp.Expr
+    iid: bool
+
+
+class Registry:
+    def __init__(self):
+        self._groups = {}
+        self._count = 0
+
+    def _key(self, core):
+        X = core.data
+        return (X.Sigma, X.K, core.m, tuple(F.shape for F in core.chain))
+
+    def side(self, core, z):
+        key = (self._key(core), sp.sympify(z))
+        if key not in self._groups:
+            self._groups[key] = self._new_group(core, sp.sympify(z))
+        g = self._groups[key]
+        X = core.data
+        if core.side == "gram":
+            if core.chain:
+                raise NotImplementedError(f"Gram side of a feature chain: {core}")
+            return Side(A=g["Kmat"], kA=g["nu"], B=X.Sigma, kB=g["kappa"], m=core.m,
+                        k1=g["nu"], iid=isinstance(X.Sigma, Identity))
+        return Side(A=X.Sigma, kA=g["kappa"], B=g["Kmat"], kB=g["nu"], m=core.m,
+                    k1=g["k1"], iid=g["iid"])
+
+    def _new_group(self, core, z):
+        self._count += 1
+        X = core.data
+        m, Sigma = core.m, X.Sigma
+        kappa = sp.Dummy(f"kappa{self._count}", positive=True)
+        df = _df(Sigma, kappa)
+        sizes = tuple(F.shape[1] for F in core.chain)
+        shrink = sp.Mul(*[(1 - df / p) for p in sizes])
+        k1 = kappa * shrink
+        iid = isinstance(X.K, Identity)
+        if iid:
+            Kmat = Identity(m)
+            nu = (m - df) / df
+            eqs = (sp.Eq(kappa * sp.Mul(*[(1 - df / s) for s in (m,) + sizes]), z, evaluate=False),)
+            group = UnknownGroup((kappa,), eqs, z, "wishart", Sigma, (m,) + sizes)
+        else:
+            if core.ddof == 1:
+                raise NotImplementedError("centred sample covariance of correlated samples (K) is not implemented")
+            Kmat = X.K
+            nu = sp.Dummy(f"nu{self._count}", positive=True)
+            eqs = (sp.Eq(_df(Kmat, nu), df, evaluate=False),
+                   sp.Eq(k1 * nu * df, m * z, evaluate=False))
+            group = UnknownGroup((kappa, nu), eqs, z, "separable", Sigma, sizes, Kmat, m)
+        return dict(kappa=kappa, nu=nu, k1=k1, iid=iid, Kmat=Kmat, group=group, order=self._count)
+
+    def groups(self):
+        return [g["group"] for g in sorted(self._groups.values(), key=lambda g: g["order"])]
+
+    def naming(self):
+        """Final names: ``κ`` (and ``ν``) for one block, ``κ_1, κ_2 …`` else."""
+        gs = sorted(self._groups.values(), key=lambda g: g["order"])
+        sub = {}
+        for i, g in enumerate(gs, 1):
+            idx = None if len(gs) == 1 else i
+            sub[g["kappa"]] = unknown_symbol("kappa", idx)
+            if not g["iid"]:
+                sub[g["nu"]] = unknown_symbol("nu", idx)
+        return sub

@@ -1,0 +1,113 @@
+"""Contraction of a product of factors: its trace, or the explicit product.
+
+A chain ``F₁…F_k`` of ``Dense``/``Diag`` factors is written as a tensor
+network: a dense factor carries two indices, a diagonal one a single shared
+index, and a batched factor the extra batch index. ``Diag(f, V)`` expands to
+``V · diag(f) · Vᵀ``; adjacent ``Vᵀ V`` pairs of one basis cancel *before*
+anything is computed (cyclically for a trace), so a chain of functions of one
+random core reduces to ``Σᵢ f(eᵢ)g(eᵢ)…`` and never asks for ``V``. What is
+left goes to ``numpy.einsum`` with a cached contraction path: e.g.
+``Tr[Σ V diag(f) Vᵀ]`` becomes ``Σ_{ab} s_a V_ab² f_b`` at ``O(d²)``, and
+``wᵀ V diag(f) Vᵀ w`` contracts ``Vᵀw`` first.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+_BATCH = 0
+
+
+def _elements(factors, cyclic):
+    from .values import Dense  # local: values imports this module
+
+    elems = []
+    for f in factors:
+        if isinstance(f, Dense):
+            elems.append(("A", f.a))
+        elif f.basis is None:
+            elems.append(("f", f.f))
+        else:
+            elems += [("V", f.basis), ("f", f.f), ("W", f.basis)]  # W = Vᵀ
+    out = []
+    for e in elems:
+        if out and e[0] == "V" and out[-1][0] == "W" and out[-1][1] is e[1]:
+            out.pop()
+        else:
+            out.append(e)
+    if cyclic:
+        while len(out) >= 2 and out[0][0] == "V" and out[-1][0] == "W" and out[0][1] is out[-1][1]:
+            out = out[1:-1]
+    merged = []
+    for e in out:
+        if merged and e[0] == "f" and merged[-1][0] == "f":
+            merged[-1] = ("f", merged[-1][1] * e[1])
+        else:
+            merged.append(e)
+    if cyclic and len(merged) >= 2 and merged[0][0] == "f" and merged[-1][0] == "f":
+        merged = [("f", merged[0][1] * merged[-1][1])] + merged[1:-1]
+    return [(k, x.vectors if k == "V" else x.vectors.T if k == "W" else x) for k, x in merged]
+
+
+@lru_cache(maxsize=512)
+def _path(subs, shapes):
+    ops = []
+    for s, sh in zip(subs[:-1], shapes):
+        ops += [np.broadcast_to(np.empty((), np.uint8), sh), list(s)]  # only shapes matter
+    how = "optimal" if len(shapes) <= 5 else "greedy"
+    return np.einsum_path(*ops, list(subs[-1]), optimize=how)[0]
+
+
+def _einsum(elems, cyclic):
+    nxt = 1
+    first = cur = nxt
+    subs, arrays, batched = [], [], False
+    for kind, x in elems:
+        if kind == "f":
+            s = [cur]
+            if x.ndim == 2:
+                s, batched = [_BATCH, cur], True
+        else:
+            nxt += 1
+            s = [cur, nxt]
+            if x.ndim == 3:
+                s, batched = [_BATCH, cur, nxt], True
+            cur = nxt
+        subs.append(s)
+        arrays.append(x)
+    if cyclic:
+        subs = [[first if i == cur else i for i in s] for s in subs]
+        out = [_BATCH] if batched else []
+    else:
+        out = ([_BATCH] if batched else []) + [first, cur]
+    key = tuple(tuple(s) for s in subs) + (tuple(out),)
+    path = _path(key, tuple(a.shape for a in arrays))
+    ops = []
+    for a, s in zip(arrays, subs):
+        ops += [a, s]
+    return np.einsum(*ops, out, optimize=path)
+
+
+def trace(factors):
+    """``Tr(F₁…F_k)`` (scalar, or ``(N,)`` if any factor is batched)."""
+    elems = _elements(factors, cyclic=True)
+    if len(elems) == 1 and elems[0][0] == "f":
+        return elems[0][1].sum(axis=-1)
+    if len(elems) == 1:
+        return np.trace(elems[0][1], axis1=-2, axis2=-1)
+    return _einsum(elems, cyclic=True)
+
+
+def product(factors):
+    """``F₁…F_k`` as an explicit ``(r, c)`` or ``(N, r, c)`` array."""
+    elems = _elements(factors, cyclic=False)
+    if len(elems) == 1:
+        kind, x = elems[0]
+        if kind == "A":
+            return x
+        out = np.zeros(x.shape + (x.shape[-1],), dtype=x.dtype)
+        idx = np.arange(x.shape[-1])
+        out[..., idx, idx] = x
+        return out
+    return _einsum(elems, cyclic=False)

@@ -1,0 +1,350 @@
+"""Lazy matrix values for one Monte Carlo draw.
+
+A value is a sum of *terms* ``c · F₁F₂…F_k`` kept unmultiplied, where the
+coefficient ``c`` is a scalar or a batch vector (one entry per grid point of
+the array-valued bindings) and each factor is either
+
+* ``Dense(a)`` — an explicit array, ``(r, c)`` or batched ``(N, r, c)``;
+* ``Diag(f, basis)`` — ``V diag(f) Vᵀ`` with ``V`` the orthonormal
+  eigenbasis ``basis`` (``None``: the common basis in which 1-D bindings are
+  diagonal), ``f`` of shape ``(r,)`` or batched ``(N, r)``.
+
+Why lazy: for ``Tr[Σ̂(Σ̂+λ)⁻¹]`` on a grid of ``N`` ridges the random core
+``Σ̂`` is diagonalised once, the resolvent is ``Diag(1/(e+λ), V)`` with a
+batched ``f``, ``Σ̂`` itself is ``Diag(e, V)``, their product merges to
+``Diag(e/(e+λ), V)`` and the trace is ``Σ f`` — no ``d×d`` matrix is formed
+per grid point, and ``V`` is never needed. Where the algebra cannot stay
+diagonal (sums of matrices in different bases, inverses of non-symmetric or
+batched matrices) it falls back to dense (batched) linear algebra, so every
+expression is still evaluated exactly.
+
+A ``Basis`` computes its eigenpairs on first use; whether eigenvectors are
+needed is learnt once per run by a planning draw (see ``evaluate.Plan``), so
+pure spectral expressions use ``eigvalsh`` only.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import contract
+
+#: Products of sums with more terms than this are collapsed to a dense term
+#: first, so that distributing products over sums cannot blow up.
+MAX_TERMS = 16
+
+
+class Dense:
+    __slots__ = ("a",)
+
+    def __init__(self, a):
+        self.a = a
+
+    @property
+    def batched(self):
+        return self.a.ndim == 3
+
+    @property
+    def T(self):
+        return Dense(np.swapaxes(self.a, -1, -2))
+
+
+class Diag:
+    __slots__ = ("f", "basis")
+
+    def __init__(self, f, basis=None):
+        self.f = f
+        self.basis = basis
+
+    @property
+    def batched(self):
+        return self.f.ndim == 2
+
+    @property
+    def T(self):
+        return self
+
+
+class Basis:
+    """Eigenbasis of one symmetric matrix, computed on first use.
+
+    ``matrix``: the dense symmetric matrix; or ``gram=(Y, c)`` for ``c·YᵀY``
+    (eigenvalues then come from the smaller of ``YᵀY`` and ``YYᵀ``, padded
+    with exact zeros). ``want_vectors``: compute eigenvectors together with
+    the eigenvalues (``eigh``) rather than eigenvalues only (``eigvalsh``).
+    ``on_vectors``: called with ``key`` when eigenvectors are requested
+    (the planning draw records it).
+    """
+
+    __slots__ = ("key", "size", "_matrix", "_gram", "_values", "_vectors", "want_vectors", "on_vectors")
+
+    def __init__(self, key, size, matrix=None, gram=None, want_vectors=False, on_vectors=None):
+        self.key, self.size = key, size
+        self._matrix, self._gram = matrix, gram
+        self._values = self._vectors = None
+        self.want_vectors, self.on_vectors = want_vectors, on_vectors
+
+    def _full(self):
+        if self._matrix is None:
+            Y, c = self._gram
+            self._matrix = c * (Y.T @ Y)  # matmul spots Yᵀ·Y and uses a symmetric rank-k update
+        return self._matrix
+
+    def _eigh(self):
+        self._values, self._vectors = np.linalg.eigh(self._full())
+
+    @property
+    def values(self):
+        if self._values is None:
+            if self.want_vectors:
+                self._eigh()
+            elif self._gram is not None and self._matrix is None:
+                Y, c = self._gram
+                small = c * (Y @ Y.T) if Y.shape[0] < Y.shape[1] else c * (Y.T @ Y)
+                e = np.linalg.eigvalsh(small)
+                self._values = np.concatenate([np.zeros(self.size - e.size), e])
+            else:
+                self._values = np.linalg.eigvalsh(self._full())
+        return self._values
+
+    @property
+    def vectors(self):
+        if self._vectors is None:
+            if self.on_vectors is not None:
+                self.on_vectors(self.key)
+            values = self._values
+            self._eigh()
+            if values is not None:  # keep the eigenvalues already handed out
+                self._values = values
+        return self._vectors
+
+
+class Mat:
+    """A lazy matrix value: ``shape`` and a tuple of ``(coeff, factors)``."""
+
+    __slots__ = ("shape", "terms")
+
+    def __init__(self, shape, terms):
+        self.shape = tuple(shape)
+        self.terms = tuple(terms)
+
+    def __repr__(self):  # for debugging only
+        kinds = [" ".join(type(f).__name__ for f in fs) or "I" for _, fs in self.terms]
+        return f"Mat{self.shape}[{' + '.join(kinds) or '0'}]"
+
+
+# ---------------------------------------------------------------- builders
+def _coeff(c):
+    return np.asarray(c, dtype=float) if not np.iscomplexobj(c) else np.asarray(c)
+
+
+def identity(k, c=1.0):
+    return Mat((k, k), [(_coeff(c), ())])
+
+
+def zero(r, c):
+    return Mat((r, c), [])
+
+
+def dense(a, c=1.0):
+    return Mat(a.shape[-2:], [(_coeff(c), (Dense(a),))])
+
+
+def diag(f, basis=None):
+    return Mat((f.shape[-1],) * 2, [(_coeff(1.0), (Diag(f, basis),))])
+
+
+def batched(m):
+    """Whether ``m`` depends on the batch (grid) axis."""
+    return any(c.ndim or any(f.batched for f in fs) for c, fs in m.terms)
+
+
+def _bc(c, f):
+    """Broadcast a coefficient (``()`` or ``(N,)``) against ``f`` (``(..., r)``)."""
+    return c[:, None] if c.ndim and f.ndim >= 1 else c
+
+
+# ---------------------------------------------------------------- algebra
+def _key(fs):
+    return tuple(id(f) for f in fs)
+
+
+def _combine(terms):
+    """Merge terms with the same factors; fold ``c·I`` and single-``Diag``
+    terms of one basis into one ``Diag`` (the spectral shift ``e + λ``)."""
+    groups = {}
+    for c, fs in terms:
+        if not c.ndim and c == 0:
+            continue
+        k = _key(fs)
+        groups[k] = (groups[k][0] + c, fs) if k in groups else (c, fs)
+    eye = groups.pop((), None)
+    by_basis = {}
+    for k, (c, fs) in list(groups.items()):
+        if len(fs) == 1 and isinstance(fs[0], Diag):
+            by_basis.setdefault(id(fs[0].basis), []).append(groups.pop(k))
+    merged = []
+    for items in by_basis.values():
+        basis = items[0][1][0].basis
+        f = sum(_bc(c, fs[0].f) * fs[0].f for c, fs in items)
+        if eye is not None and len(by_basis) == 1:
+            f = f + _bc(eye[0], f)
+            eye = None
+        merged.append((_coeff(1.0), (Diag(f, basis),)))
+    out = ([eye] if eye is not None else []) + list(groups.values()) + merged
+    return out
+
+
+def add(*mats):
+    shape = mats[0].shape
+    for m in mats[1:]:
+        if m.shape != shape:
+            raise ValueError(f"cannot add matrices of shapes {shape} and {m.shape}")
+    return Mat(shape, _combine([t for m in mats for t in m.terms]))
+
+
+def scale(m, c):
+    c = _coeff(c)
+    return Mat(m.shape, _combine([(c * tc, fs) for tc, fs in m.terms]))
+
+
+def _join(fa, fb):
+    if fa and fb and isinstance(fa[-1], Diag) and isinstance(fb[0], Diag) and fa[-1].basis is fb[0].basis:
+        return fa[:-1] + (Diag(fa[-1].f * fb[0].f, fa[-1].basis),) + fb[1:]
+    return fa + fb
+
+
+def _collapse(m):
+    return dense(materialize(m)) if len(m.terms) > 1 else m
+
+
+def matmul(a, b):
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"cannot multiply matrices of shapes {a.shape} and {b.shape}")
+    if len(a.terms) * len(b.terms) > MAX_TERMS:
+        a, b = (_collapse(a), b) if len(a.terms) >= len(b.terms) else (a, _collapse(b))
+        if len(a.terms) * len(b.terms) > MAX_TERMS:
+            a, b = _collapse(a), _collapse(b)
+    terms = [(ca * cb, _join(fa, fb)) for ca, fa in a.terms for cb, fb in b.terms]
+    return Mat((a.shape[0], b.shape[1]), _combine(terms))
+
+
+def transpose(m):
+    return Mat(m.shape[::-1], [(c, tuple(f.T for f in reversed(fs))) for c, fs in m.terms])
+
+
+def as_diag(m):
+    """``(f, basis)`` if ``m`` is one diagonal term (``c·I`` or ``c·Diag``),
+    with the coefficient folded into ``f``; else ``None``."""
+    if len(m.terms) != 1:
+        return (np.zeros(m.shape[0]), None) if not m.terms and m.shape[0] == m.shape[1] else None
+    c, fs = m.terms[0]
+    if not fs:
+        return c, "identity"
+    if len(fs) == 1 and isinstance(fs[0], Diag):
+        return _bc(c, fs[0].f) * fs[0].f, fs[0].basis
+    return None
+
+
+def inverse(m):
+    """``m⁻¹``: elementwise on a diagonal term, dense otherwise (a singular
+    dense draw gives NaN, counted and reported by the runner)."""
+    d = as_diag(m)
+    if d is not None:
+        f, basis = d
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if isinstance(basis, str):
+                return identity(m.shape[0], 1.0 / f)
+            return diag(1.0 / f, basis)
+    a = materialize(m)
+    try:
+        return dense(np.linalg.inv(a))
+    except np.linalg.LinAlgError:  # batched inv raises if any member is singular
+        return dense(_inv_each(a))
+
+
+def _inv_each(a):
+    out = np.full(a.shape, np.nan)
+    for idx in np.ndindex(a.shape[:-2]):
+        try:
+            out[idx] = np.linalg.inv(a[idx])
+        except np.linalg.LinAlgError:
+            pass
+    return out
+
+
+def int_power(m, k):
+    """``m^k`` for an integer ``k`` (negative: power of the inverse)."""
+    if k < 0:
+        return int_power(inverse(m), -k)
+    out = identity(m.shape[0])
+    base = m
+    while k:  # square-and-multiply keeps the chains short
+        if k & 1:
+            out = matmul(out, base)
+        k >>= 1
+        if k:
+            base = matmul(base, base)
+    return out
+
+
+def psd_power(f, s, what):
+    """``f**s`` for eigenvalues ``f`` of a symmetric PSD matrix; rounding
+    negatives (relative size below ~1e3·eps·r) are set to zero."""
+    f = np.asarray(f)
+    if np.iscomplexobj(f):
+        raise ValueError(f"{what}: fractional power of a complex matrix")
+    scale_ = np.max(np.abs(f), axis=-1, keepdims=True) if f.ndim else np.abs(f)
+    tol = 1e3 * np.finfo(float).eps * max(f.shape[-1] if f.ndim else 1, 1) * scale_
+    if np.any(f < -tol):
+        raise ValueError(f"{what}: a real fractional power needs a symmetric positive semi-definite "
+                         f"base, but it has an eigenvalue {float(np.min(f)):.3g}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(f < 0, 0.0, f) ** _bc(np.asarray(s, dtype=float), f)
+
+
+def is_symmetric(a):
+    scale_ = np.max(np.abs(a)) if a.size else 0.0
+    return a.shape[-1] == a.shape[-2] and np.allclose(a, np.swapaxes(a, -1, -2), rtol=0, atol=1e-12 * scale_)
+
+
+def frac_power(m, s, what):
+    """``m^s`` for real non-integer ``s``: ``m`` must be symmetric PSD."""
+    d = as_diag(m)
+    if d is not None:
+        f, basis = d
+        if isinstance(basis, str):
+            return identity(m.shape[0], psd_power(f, s, what))
+        return diag(psd_power(f, s, what), basis)
+    a = materialize(m)
+    if not is_symmetric(a):
+        raise ValueError(f"{what}: a real fractional power needs a symmetric positive semi-definite "
+                         f"base, but the base is not symmetric")
+    a = (a + np.swapaxes(a, -1, -2)) / 2
+    if a.ndim == 2:
+        e, V = np.linalg.eigh(a)
+        b = Basis(None, a.shape[0])
+        b._values, b._vectors = e, V
+        return diag(psd_power(e, s, what), b)
+    e, V = np.linalg.eigh(a)  # batched base: dense fallback
+    return dense(np.einsum("nij,nj,nkj->nik", V, psd_power(e, s, what), V))
+
+
+# ---------------------------------------------------------------- reductions
+def trace(m):
+    """``Tr m`` as a scalar or batch vector (``Form`` is the 1×1 case)."""
+    if m.shape[0] != m.shape[1]:
+        raise ValueError(f"trace of a non-square matrix of shape {m.shape}")
+    total = np.zeros(())
+    for c, fs in m.terms:
+        total = total + c * (contract.trace(fs) if fs else m.shape[0])
+    return total
+
+
+def materialize(m):
+    """The explicit array, ``(r, c)`` or batched ``(N, r, c)``."""
+    out = np.zeros(m.shape)
+    for c, fs in m.terms:
+        p = contract.product(fs) if fs else np.eye(m.shape[0])
+        c = c[:, None, None] if c.ndim else c
+        out = out + c * p
+    return out

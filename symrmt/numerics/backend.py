@@ -1,0 +1,187 @@
+"""Array backends: float64/complex128 NumPy, or NumPy object arrays of mpmath numbers.
+
+The solvers and kernels are written once with NumPy operations that also
+work on object arrays (arithmetic, comparisons, ``where``, ``einsum``,
+``sum``); the few operations that do not (elementwise special functions,
+``isfinite``, real/imaginary parts, dense linear algebra) go through the
+backend. The mpmath backend evaluates every lambdified scalar function
+elementwise in mpmath at ``dps`` digits, so precision is kept throughout:
+kernels, solver and value.
+"""
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+
+class NumpyBackend:
+    name = "numpy"
+    eps = float(np.finfo(float).eps)
+    xtol = 1e-14          # relative step at which Newton is considered converged
+
+    def lambdify(self, args, exprs):
+        """Vectorised function of ``args`` returning the list ``exprs``."""
+        f = sp.lambdify(args, list(exprs), modules="numpy", cse=True, dummify=True)
+        return f
+
+    def context(self):
+        return _NullContext()
+
+    def asarray(self, x, complex_=False):
+        a = np.asarray(x)
+        if a.dtype == object:
+            a = np.vectorize(complex if complex_ else _to_float, otypes=[complex if complex_ else float])(a)
+        if complex_ or np.iscomplexobj(a):
+            return a.astype(complex)
+        return a.astype(float)
+
+    def const(self, x):
+        return x
+
+    @staticmethod
+    def isfinite(a):
+        return np.isfinite(a)
+
+    @staticmethod
+    def real(a):
+        return np.real(a)
+
+    @staticmethod
+    def imag(a):
+        return np.imag(a)
+
+    @staticmethod
+    def is_complex(a):
+        return np.iscomplexobj(a)
+
+    @staticmethod
+    def einsum(subscripts, *ops):
+        return np.einsum(subscripts, *ops, optimize=True)
+
+    @staticmethod
+    def inv(a):
+        return np.linalg.inv(a)
+
+    @staticmethod
+    def eigh(a):
+        return np.linalg.eigh(a)
+
+    def to_float(self, a):
+        return np.asarray(a)
+
+
+class MpmathBackend(NumpyBackend):
+    """High-precision backend: object arrays of ``mpf``/``mpc`` at ``dps`` digits."""
+
+    name = "mpmath"
+
+    def __init__(self, dps=50):
+        if not (isinstance(dps, (int, np.integer)) and dps >= 15):
+            raise ValueError(f"dps must be an integer ≥ 15, got {dps!r}")
+        self.dps = int(dps)
+        self.eps = mpmath.mpf(10) ** (-self.dps)
+        # quadratic convergence: once a step is below 10^(-dps/2-3) relative,
+        # the next iterate is exact to working precision
+        self.xtol = mpmath.mpf(10) ** (-(self.dps - 3))
+        self._isfinite = np.frompyfunc(mpmath.isfinite, 1, 1)
+        self._re = np.frompyfunc(mpmath.re, 1, 1)
+        self._im = np.frompyfunc(mpmath.im, 1, 1)
+        self._conv = np.frompyfunc(self._convert, 1, 1)
+
+    def context(self):
+        return mpmath.workdps(self.dps)
+
+    def _convert(self, x):
+        if isinstance(x, sp.Basic):
+            x = sp.N(x, self.dps + 5)
+            return mpmath.mpmathify(complex(x) if not x.is_real else str(x))
+        return mpmath.mpmathify(x)
+
+    def lambdify(self, args, exprs):
+        with self.context():
+            f = sp.lambdify(args, list(exprs), modules="mpmath", cse=True, dummify=True)
+        nout = len(exprs)
+        uf = np.frompyfunc(lambda *a: tuple(f(*a)) if nout > 1 else f(*a)[0], len(args), nout)
+        ctx = self.context
+
+        def g(*a):
+            with ctx():
+                out = uf(*a) if a else f()
+            if not a:
+                return list(out)
+            return list(out) if nout > 1 else [out]
+        return g
+
+    def asarray(self, x, complex_=False):
+        with self.context():
+            a = np.asarray(x, dtype=object)
+            a = self._conv(a) if a.ndim else np.array(self._convert(a.item()), dtype=object)
+            if complex_:
+                a = np.frompyfunc(mpmath.mpc, 1, 1)(a)
+            return np.asarray(a, dtype=object)
+
+    def const(self, x):
+        with self.context():
+            return mpmath.mpf(x) if not isinstance(x, complex) else mpmath.mpc(x)
+
+    def isfinite(self, a):
+        return np.asarray(self._isfinite(a), dtype=bool)
+
+    def real(self, a):
+        return self._re(a)
+
+    def imag(self, a):
+        return self._im(a)
+
+    @staticmethod
+    def is_complex(a):
+        a = np.asarray(a)
+        if a.dtype != object:
+            return np.iscomplexobj(a)
+        return any(isinstance(v, mpmath.mpc) for v in a.ravel()[:1]) or \
+            any(isinstance(v, mpmath.mpc) for v in a.ravel())
+
+    def einsum(self, subscripts, *ops):
+        with self.context():
+            return np.einsum(subscripts, *[np.asarray(o, dtype=object) for o in ops], optimize=True)
+
+    def inv(self, a):
+        a = np.asarray(a, dtype=object)
+        out = np.empty_like(a)
+        with self.context():
+            for idx in np.ndindex(a.shape[:-2]):
+                m = mpmath.inverse(mpmath.matrix(a[idx].tolist()))
+                out[idx] = np.array(m.tolist(), dtype=object)
+        return out
+
+    def eigh(self, a):
+        with self.context():
+            w, U = mpmath.eigsy(mpmath.matrix(np.asarray(a, dtype=object).tolist()))
+            w = np.array([w[i] for i in range(w.rows)], dtype=object)
+            U = np.array(U.tolist(), dtype=object)
+        order = np.argsort(np.array([float(v) for v in w]))
+        return w[order], U[:, order]
+
+    def to_float(self, a):
+        return np.asarray(a, dtype=object)
+
+
+def _to_float(x):
+    return float(x)
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def make_backend(backend, dps):
+    if backend == "numpy":
+        return NumpyBackend()
+    if backend == "mpmath":
+        return MpmathBackend(dps)
+    raise ValueError(f"backend must be 'numpy' or 'mpmath', got {backend!r}")

@@ -1,0 +1,73 @@
+"""Result and error types of the numerics layer (SciPy style)."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import OptimizeResult
+
+
+class BindingError(ValueError):
+    """A binding is missing, unknown, or has an invalid value.
+
+    The message names the binding and says what is wrong with it.
+    """
+
+
+class ConvergenceError(RuntimeError):
+    """The self-consistent equations were not solved at some grid points.
+
+    ``result`` is the :class:`SolveResult` with the ``converged`` mask and
+    the diagnostics (unknowns, residuals, iteration counts) at every point.
+    """
+
+    def __init__(self, message, result=None):
+        super().__init__(message)
+        self.result = result
+
+
+class SolveResult(OptimizeResult):
+    """Solution of the self-consistent equations over a grid of bindings.
+
+    Attribute access like :class:`scipy.optimize.OptimizeResult`. Arrays have
+    the broadcast shape of the array-valued bindings (``shape``).
+
+    Attributes
+    ----------
+    value : the deterministic equivalent at each grid point (NaN where not
+        converged, which ``converged`` says).
+    x : dict ``name -> array`` of the solved unknowns (``kappa``, ``nu`` …).
+    residuals : dict ``"<unknowns>[i]" -> array``: residual ``lhs − rhs`` of
+        each self-consistent equation at the returned unknowns.
+    nit : dict ``group -> array`` of iterations (Newton + bisection +
+        continuation steps) per grid point.
+    converged : bool array, True where every group converged on its
+        physical branch.
+    success : ``converged.all()``.
+    z : dict ``group -> array``: spectral parameter actually used for each
+        group (the ridge ``λ``; complex when a complex one was bound, with
+        the imaginary part moved off the real axis by at least ``eta``).
+    eta : dict ``group -> array``: ``−Im z`` actually used (0 on the real
+        branch).
+    message : str.
+    """
+
+    def __repr__(self):
+        keys = ["success", "message", "shape", "converged", "x", "value", "nit", "z", "eta"]
+        lines = []
+        for k in keys:
+            if k in self:
+                v = self[k]
+                if isinstance(v, dict):
+                    v = {kk: _short(vv) for kk, vv in v.items()}
+                else:
+                    v = _short(v)
+                lines.append(f"{k:>10}: {v}")
+        return "\n".join(lines)
+
+
+def _short(v):
+    if isinstance(v, np.ndarray) and v.size > 6:
+        flat = v.ravel()
+        if v.dtype == bool:
+            return f"array(shape={v.shape}, {int(flat.sum())} True)"
+        return f"array(shape={v.shape}, first={flat[:3]!r})"
+    return v

@@ -1,0 +1,145 @@
+"""SymPy matrix expression → sum of ``coeff × word``.
+
+Distributes products over sums and transposes over products, and recognises
+each random inverse as a resolvent of a sample-covariance core:
+``(c·XᵀX + z·I)⁻¹ = (1/(c m)) (Σ̂ + z/(c m))⁻¹``, also for
+``XXᵀ`` (Gram side), feature chains ``F_Lᵀ⋯F₁ᵀXᵀXF₁⋯F_L`` and
+``sr.sample_covariance``. Anything else random under an inverse is refused
+with ``NotImplementedError`` naming it.
+"""
+from __future__ import annotations
+
+import itertools
+
+import sympy as sp
+from sympy import Identity, Inverse, MatAdd, MatMul, MatPow, Transpose, ZeroMatrix
+from sympy.matrices.expressions.matexpr import MatrixExpr
+
+from ..objects.matrices import (GaussianData, RandomFeatures, SampleCovariance,
+                                random_symbols)
+from .letters import Bare, Core, Det, Rand, Res, is_identity, transpose_word
+
+
+def is_random(M):
+    return bool(random_symbols(M))
+
+
+def expand(M):
+    """List of ``(coeff, word)`` with ``M = Σ coeff · Π word``."""
+    if not isinstance(M, MatrixExpr):
+        raise TypeError(f"expected a matrix expression, got {M!r}")
+    if isinstance(M, ZeroMatrix):
+        return []
+    if not is_random(M):
+        return _expand_det(M)
+    if isinstance(M, MatAdd):
+        return [t for a in M.args for t in expand(a)]
+    if isinstance(M, MatMul):
+        coeff, mats = M.as_coeff_matrices()
+        out = []
+        for combo in itertools.product(*[expand(a) for a in mats]):
+            c = coeff
+            w = ()
+            for ci, wi in combo:
+                c *= ci
+                w += wi
+            out.append((c, _drop_identities(w)))
+        return out
+    if isinstance(M, Transpose):
+        return [(c, transpose_word(w)) for c, w in expand(M.arg)]
+    if isinstance(M, Inverse):  # Inverse is a MatPow: test it first
+        return _resolvent(M)
+    if isinstance(M, MatPow):
+        base, s = M.args
+        if s.is_Integer and s > 0:
+            return expand(MatMul(*([base] * int(s))))
+        if s.is_Integer and s < 0:
+            return expand(Inverse(MatMul(*([base] * int(-s)))) if s != -1 else Inverse(base))
+        raise NotImplementedError(
+            f"fractional power of a random matrix is not derivable yet: {M}")
+    if isinstance(M, SampleCovariance):
+        return [(sp.S.One, (Bare(Core(M.data, "data", (), M.ddof)),))]
+    if getattr(M, "is_random", False):
+        return [(sp.S.One, (Rand(M),))]
+    raise NotImplementedError(f"cannot rewrite the sub-expression {M} ({type(M).__name__})")
+
+
+def _expand_det(M):
+    """Deterministic part: keep as one letter, but split sums and scalars so
+    identities and zero terms simplify."""
+    if isinstance(M, MatAdd):
+        return [t for a in M.args for t in _expand_det(a)]
+    if isinstance(M, MatMul):
+        coeff, mats = M.as_coeff_matrices()
+        if not mats:
+            return [(coeff, ())]
+        inner = MatMul(*mats) if len(mats) > 1 else mats[0]
+        return [(coeff, (Det(inner),))]
+    return [(sp.S.One, (Det(M),))]
+
+
+def _drop_identities(word):
+    """Identity letters vanish in a product; keep one for an otherwise
+    empty word so the word still knows its size."""
+    kept = tuple(l for l in word if not is_identity(l))
+    return kept if kept else word[:1]
+
+
+def _resolvent(M):
+    A = M.arg
+    terms = expand(A)
+    z = sp.S.Zero
+    rest = []
+    for c, w in terms:
+        if len(w) == 1 and is_identity(w[0]):
+            z += c
+        else:
+            rest.append((c, w))
+    if len(rest) != 1:
+        raise NotImplementedError(
+            f"cannot derive the inverse {M}: the random part of {A} is not a single "
+            "sample covariance (sums of cores or deterministic non-scalar shifts are not supported)")
+    c, w = rest[0]
+    core, scale = _match_core(w, A)
+    if z == 0:
+        raise NotImplementedError(
+            f"ridgeless inverse {M}: use a positive ridge and take the limit")
+    if z.free_symbols and any(getattr(s, "is_random", False) for s in z.free_symbols):
+        raise NotImplementedError(f"random shift in {M}")
+    scale = c * scale
+    return [(1 / scale, (Res(core, sp.simplify(z / scale)),))]
+
+
+def _match_core(w, A):
+    """Recognise a sample-covariance core in the word ``w`` (inside ``A``):
+    returns ``(core, scale)`` with ``word = scale · core``."""
+    if len(w) == 1 and isinstance(w[0], Bare):
+        return w[0].core, sp.S.One
+    # peel feature layers: Fᵀ … F
+    chain = []
+    i, j = 0, len(w) - 1
+    while j - i >= 2 and isinstance(w[i], Rand) and isinstance(w[j], Rand) \
+            and w[i].sym == w[j].sym and isinstance(w[i].sym, RandomFeatures) and w[i].t and not w[j].t:
+        chain.append(w[i].sym)
+        i, j = i + 1, j - 1
+    inner = w[i:j + 1]
+    chain = tuple(reversed(chain))  # innermost first: F₁ … F_L
+    if len(inner) == 1 and isinstance(inner[0], Bare) and inner[0].core.side == "data" \
+            and not inner[0].core.chain:
+        base = inner[0].core
+        return Core(base.data, "data", chain, base.ddof), sp.S.One
+    if len(inner) == 2 and all(isinstance(l, Rand) for l in inner) \
+            and inner[0].sym == inner[1].sym and isinstance(inner[0].sym, GaussianData):
+        X = inner[0].sym
+        if X.has_mean:
+            raise NotImplementedError(
+                f"{X.name} has a nonzero mean, so {A} is not a centred sample covariance; "
+                f"use sr.sample_covariance({X.name})")
+        if inner[0].t and not inner[1].t:
+            return Core(X, "data", chain), X.n
+        if not inner[0].t and inner[1].t and not chain:
+            return Core(X, "gram", ()), X.n
+    # Gram side of a feature chain: X F₁⋯F_L F_Lᵀ⋯F₁ᵀ Xᵀ
+    raise NotImplementedError(
+        f"cannot recognise a sample-covariance core in {A}; supported: XᵀX/n, XXᵀ/n, "
+        "Fᵀ⋯XᵀX⋯F/n (feature chains) and sr.sample_covariance(X)")

@@ -1,0 +1,176 @@
+"""Letters: the non-commuting factors that words (traces) are made of.
+
+An expression is rewritten into sums of ``coeff × Π Tr[word]``. A word is a
+tuple of letters read cyclically (a trace), so quadratic forms become traces
+with a rank-one deterministic letter ``v uᵀ``. Letters are immutable and
+hashable; a word's meaning never depends on anything but its letters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy import Identity
+
+from ..objects.matrices import GaussianData, SampleCovariance
+
+
+@dataclass(frozen=True)
+class Core:
+    """A sample-covariance-type random matrix.
+
+    side ``"data"``: ``𝔉ᵀ Σ̂ 𝔉`` with ``Σ̂ = XᵀX/m`` (``d×d``; ``p_L×p_L``
+    with feature layers ``chain = (F₁, …, F_L)``, ``𝔉 = F₁⋯F_L``);
+    side ``"gram"``: ``XXᵀ/m`` (``n×n``). ``ddof`` is ``None`` for a raw
+    ``XᵀX/n``, else that of ``sr.sample_covariance``; ``ddof=1`` is a white
+    Wishart with ``n−1`` samples normalised by ``n−1``.
+    """
+
+    data: GaussianData
+    side: str = "data"
+    chain: tuple = ()
+    ddof: object = None
+
+    @property
+    def m(self):
+        """Number of effective samples (= the normalisation)."""
+        return self.data.n - 1 if self.ddof == 1 else self.data.n
+
+    @property
+    def dim(self):
+        if self.side == "gram":
+            return self.m
+        return self.chain[-1].shape[1] if self.chain else self.data.d
+
+    @property
+    def sources(self):
+        return frozenset([self.data.uid] + [F.uid for F in self.chain])
+
+    def __str__(self):
+        X = self.data.name
+        base = f"{X}ᵀ{X}/{self.m}" if self.side == "data" else f"{X}{X}ᵀ/{self.m}"
+        for F in self.chain:
+            base = f"{F.name}ᵀ({base}){F.name}"
+        return base
+
+    def matrix(self):
+        """The core as a SymPy matrix expression (for messages, Monte Carlo)."""
+        X = self.data
+        if self.ddof is not None:
+            S = SampleCovariance(X, self.ddof)
+        else:
+            S = X.T * X / X.n if self.side == "data" else X * X.T / X.n
+        for F in self.chain:
+            S = F.T * S * F
+        return S
+
+
+@dataclass(frozen=True)
+class Det:
+    """A deterministic matrix expression."""
+    expr: sp.Basic
+
+    @property
+    def shape(self):
+        return tuple(self.expr.shape)
+
+    def T(self):
+        return Det(self.expr.T)
+
+    def __str__(self):
+        return sp.sstr(self.expr)
+
+
+@dataclass(frozen=True)
+class Rand:
+    """A random matrix/vector symbol (data ``X``, noise ``ε``, features
+    ``F``, sample mean ``μ̂``), possibly transposed."""
+    sym: sp.Basic
+    t: bool = False
+
+    @property
+    def shape(self):
+        r, c = self.sym.shape
+        return (c, r) if self.t else (r, c)
+
+    def T(self):
+        return Rand(self.sym, not self.t)
+
+    def __str__(self):
+        return self.sym.name + ("ᵀ" if self.t else "")
+
+
+@dataclass(frozen=True)
+class Res:
+    """The resolvent ``(core + z)⁻¹`` (symmetric)."""
+    core: Core
+    z: sp.Expr
+
+    @property
+    def shape(self):
+        return (self.core.dim, self.core.dim)
+
+    def T(self):
+        return self
+
+    def __str__(self):
+        return f"G[{self.core}]({sp.sstr(self.z)})"
+
+
+@dataclass(frozen=True)
+class Bare:
+    """The core matrix itself, outside any resolvent (symmetric)."""
+    core: Core
+
+    @property
+    def shape(self):
+        return (self.core.dim, self.core.dim)
+
+    def T(self):
+        return self
+
+    def __str__(self):
+        return f"[{self.core}]"
+
+
+def transpose_word(word):
+    return tuple(l.T() for l in reversed(word))
+
+
+def is_identity(letter):
+    return isinstance(letter, Det) and isinstance(letter.expr, Identity)
+
+
+def ident(k):
+    return Det(Identity(k))
+
+
+def word_str(word):
+    return " ".join(str(l) for l in word) or "I"
+
+
+def word_sources(word):
+    """Independent random sources (uids) a word depends on."""
+    out = set()
+    for l in word:
+        if isinstance(l, (Res, Bare)):
+            out |= l.core.sources
+        elif isinstance(l, Rand):
+            out.add(l.sym.uid)
+    return out
+
+
+def word_matrix(word):
+    """The word as a SymPy matrix expression (for messages)."""
+    from sympy import MatMul
+    mats = []
+    for l in word:
+        if isinstance(l, Det):
+            mats.append(l.expr)
+        elif isinstance(l, Rand):
+            mats.append(l.sym.T if l.t else l.sym)
+        elif isinstance(l, Bare):
+            mats.append(l.core.matrix())
+        else:
+            mats.append((l.core.matrix() + l.z * Identity(l.core.dim)).inverse())
+    return MatMul(*mats) if len(mats) != 1 else mats[0]
