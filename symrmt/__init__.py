@@ -5,4 +5,6 @@ from .objects import (Covariance, Deterministic, Form, GaussianData, GaussianNoi
                       RandomFeatures, Tr, Vector, cov, dims, ntr, power, sample_covariance,
                       sample_mean, scalar, sqrt, var)
 
+from .equivalence import DeterministicEquivalent, deterministic_equivalent
+
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ from ..objects.ops import Cov, Var, as_scalar
 from .covariance import cov_value
 from .engine import ASSUMPTIONS, Engine
 from .result import DeterministicEquivalent
+from .simplify import tidy
 
 
 def random_atoms(e):
@@ -69,7 +70,7 @@ def deterministic_equivalent(expr) -> DeterministicEquivalent:
     atoms = random_atoms(e)
     value = _value(eng, e, atoms)
     naming = eng.reg.naming()
-    value = value.xreplace(naming)
+    value = tidy(value.xreplace(naming))
     groups = []
     for g in eng.reg.groups():
         groups.append(type(g)(tuple(naming.get(u, u) for u in g.unknowns),

@@ -22,12 +22,9 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy import Identity
 
-from ..objects import Tr
+from ..transforms import stransform as st
+from ..transforms.spectral import df1 as _df
 from .result import UnknownGroup, unknown_symbol
-
-
-def _df(A, k):
-    return Tr(A * (A + k * Identity(A.shape[0])).inverse())
 
 
 @dataclass
@@ -80,20 +77,39 @@ class Registry:
         shrink = sp.Mul(*[(1 - df / p) for p in sizes])
         k1 = kappa * shrink
         iid = isinstance(X.K, Identity)
+        d = Sigma.shape[0]
+        # feature layers: free white factors, S = 1/(1 + (d/p) w) each
+        S_feat = st.product(*[st.wishart(d / p) for p in sizes]) if sizes else sp.Lambda(sp.Symbol("w"), 1)
+        w_at = -df / d
         if iid:
             Kmat = Identity(m)
             nu = (m - df) / df
-            eqs = (sp.Eq(kappa * sp.Mul(*[(1 - df / s) for s in (m,) + sizes]), z, evaluate=False),)
+            S_W = st.product(st.wishart(d / m), S_feat)
+            # κ = z S_W(−df/d)  ⇔  κ / S_W(−df/d) = z
+            eqs = (sp.Eq(kappa / S_W(w_at), z, evaluate=False),)
             group = UnknownGroup((kappa,), eqs, z, "wishart", Sigma, (m,) + sizes)
         else:
             if core.ddof == 1:
                 raise NotImplementedError("centred sample covariance of correlated samples (K) is not implemented")
             Kmat = X.K
             nu = sp.Dummy(f"nu{self._count}", positive=True)
+            # S_K(−df/m) is implicit: = (1 − t)/(ν t), t = df/m, with Tr[K(K+ν)⁻¹]/m = t
+            t = df / m
+            SK_val, eqK = st.from_spectrum(_df(Kmat, nu) / m, t, nu)
+            SK = sp.Lambda(sp.Symbol("w"), SK_val)  # only ever evaluated at −t
+            S_W = st.product(st.correlated_samples(d / m, SK), S_feat)
             eqs = (sp.Eq(_df(Kmat, nu), df, evaluate=False),
                    sp.Eq(k1 * nu * df, m * z, evaluate=False))
+            self._check_separable(kappa / S_W(w_at), k1 * nu * df / m)
             group = UnknownGroup((kappa, nu), eqs, z, "separable", Sigma, sizes, Kmat, m)
         return dict(kappa=kappa, nu=nu, k1=k1, iid=iid, Kmat=Kmat, group=group, order=self._count)
+
+    @staticmethod
+    def _check_separable(a, b):
+        """The catalogue's ``κ/S_W(−df/d)`` must equal the two-sided form
+        ``κ₁ ν df/m`` (guards the algebra of the two routes)."""
+        if sp.simplify(a - b) != 0:
+            raise AssertionError(f"internal: S-transform route disagrees: {a} vs {b}")
 
     def groups(self):
         return [g["group"] for g in sorted(self._groups.values(), key=lambda g: g["order"])]

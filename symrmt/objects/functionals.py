@@ -19,6 +19,8 @@ class _Functional(sp.Expr):
     def __new__(cls, M):
         if isinstance(M, sp.Trace):
             M = M.arg
+        if cls is Form and isinstance(M, sp.Expr) and not isinstance(M, MatrixExpr):
+            return M  # SymPy's expand rebuilt the 1×1 argument as a scalar already
         if not isinstance(M, MatrixExpr):
             raise TypeError(f"{cls.__name__}: expected a matrix expression, got {M!r}")
         return sp.Expr.__new__(cls, M)
@@ -123,7 +125,7 @@ def mdiff(M, x):
         if s.is_Integer and s > 0:
             return mdiff(MatMul(*([base] * int(s))), x)
         if s.is_Integer and s < 0:
-            return mdiff(Inverse(MatMul(*([base] * int(-s))) if s != -1 else base), x)
+            return mdiff(MatMul(*([Inverse(base)] * int(-s))), x)
         dB = mdiff(base, x)
         # d(B^s) = s B^{s-1} dB holds when dB commutes with B: true when dB ∝ I
         scal = _identity_multiple(dB)

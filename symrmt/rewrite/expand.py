@@ -53,8 +53,8 @@ def expand(M):
         base, s = M.args
         if s.is_Integer and s > 0:
             return expand(MatMul(*([base] * int(s))))
-        if s.is_Integer and s < 0:
-            return expand(Inverse(MatMul(*([base] * int(-s)))) if s != -1 else Inverse(base))
+        if s.is_Integer and s < 0:  # SymPy writes G·G as (Σ̂+λ)^(-2)
+            return expand(MatMul(*([Inverse(base)] * int(-s)))) if s != -1 else _resolvent(Inverse(base))
         raise NotImplementedError(
             f"fractional power of a random matrix is not derivable yet: {M}")
     if isinstance(M, SampleCovariance):

@@ -1,0 +1,32 @@
+"""Light, safe tidying of derived values.
+
+Spectral functionals are frozen as symbols, the value is expanded,
+collected by products of functionals and each coefficient factored. The
+result is kept only if it is not longer than the input; the tidy form is
+always mathematically identical (no identity between functionals is used).
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..objects import Form, Tr
+
+
+def tidy(value):
+    atoms = sorted(value.atoms(Tr, Form), key=sp.default_sort_key)
+    if not atoms:
+        return sp.factor(sp.together(value)) if value.free_symbols else value
+    syms = sp.symbols(f"_t0:{len(atoms)}")
+    v = value.xreplace(dict(zip(atoms, syms)))
+    try:
+        num, den = sp.fraction(sp.together(v))
+        if den.free_symbols & set(syms):
+            # denominators with functionals (1 − γ): collect over the numerator only
+            out = sp.collect(sp.expand(num), syms, evaluate=True) / sp.factor(den)
+        else:
+            col = sp.collect(sp.expand(v), syms, evaluate=False)
+            out = sp.Add(*[sp.factor(sp.together(c)) * (k if k != 1 else 1) for k, c in col.items()])
+    except Exception:  # tidying must never break a derivation
+        return value
+    out = out.xreplace(dict(zip(syms, atoms)))
+    return out if sp.count_ops(out) <= sp.count_ops(value) else value
