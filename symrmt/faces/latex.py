@@ -14,7 +14,8 @@ def equivalent_latex(de) -> str:
     lines = [r"\mathbb{E}\left[%s\right] &\simeq %s" % (latex(de.expr), latex(de.value))]
     if de.equations:
         unknowns = ", ".join(latex(u) for u in de.unknowns)
-        lines.append(r"&\text{where } %s \text{ solve}" % unknowns)
+        verb = "solves" if len(de.unknowns) == 1 else "solve"
+        lines.append(r"&\text{where } %s \text{ %s}" % (unknowns, verb))
         for eq in de.equations:
             lines.append(r"%s &= %s" % (latex(eq.lhs), latex(eq.rhs)))
     return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
