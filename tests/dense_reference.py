@@ -51,6 +51,11 @@ def mat(M, env):
 
 def scal(e, env):
     e = sp.sympify(e)
+    ints = list(e.atoms(sp.Integral))
+    if ints:
+        outer = [I for I in ints if not any(I != J and I in J.atoms(sp.Integral) for J in ints)]
+        reps = {I: sp.sympify(_integral(I, env)) for I in outer}
+        e = e.xreplace(reps)
     reps = {}
     for a in e.atoms(Tr, Form):
         v = mat(a.arg, env)
@@ -62,9 +67,32 @@ def scal(e, env):
     return v.real if abs(v.imag) < 1e-300 else v
 
 
-def solve_groups(de, env):
-    """Fill ``env`` with the unknowns' values."""
+def _integral(I, env):
+    from scipy.integrate import quad
+    (th, lo, hi), = I.limits
+    lo, hi = float(lo), float(hi)
+
+    def f(x, part):
+        e2 = dict(env)
+        e2[th] = x
+        solve_groups(env["_de"], e2, only=th)
+        v = scal(I.function, e2)
+        return np.real(v) if part == 0 else np.imag(v)
+    re = quad(f, lo, hi, args=(0,), epsabs=1e-13, epsrel=1e-12, limit=200)[0]
+    im = quad(f, lo, hi, args=(1,), epsabs=1e-13, epsrel=1e-12, limit=200)[0] if env.get("_complex") else 0.0
+    return re + 1j * im if im else re
+
+
+def solve_groups(de, env, only=None):
+    """Fill ``env`` with the unknowns' values (``only``: just the groups
+    whose spectral parameter depends on that integration variable; without
+    it, those are skipped)."""
     for g in de.groups:
+        free = sp.sympify(g.z).free_symbols
+        if only is None and any(isinstance(s, sp.Dummy) for s in free):
+            continue
+        if only is not None and only not in free:
+            continue
         z = scal(g.z, env)
         if g.kind == "wishart":
             (k,) = g.unknowns
@@ -101,5 +129,6 @@ def evaluate(de, bindings, dims):
     ({dim symbol: int})."""
     env = dict(bindings)
     env["_dims"] = dims
+    env["_de"] = de
     solve_groups(de, env)
     return scal(de.value, env)

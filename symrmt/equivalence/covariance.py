@@ -14,7 +14,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..rewrite import canonical
-from ..rewrite.letters import Bare, Res, word_sources
+from ..rewrite.letters import Bare, Fn, Res, word_sources
 from ..rewrite.wick import check_mean_independence, wick
 from . import rules
 
@@ -107,7 +107,7 @@ def cov_core(engine, w1, w2):
 
 
 def _linear_letter(word, core):
-    idx = [i for i, l in enumerate(word) if isinstance(l, (Res, Bare)) and l.core == core]
+    idx = [i for i, l in enumerate(word) if isinstance(l, (Res, Bare, Fn)) and l.core == core]
     if len(idx) != 1:
         raise NotImplementedError(
             f"covariance needs statistics linear in each sample covariance; {core} appears {len(idx)} times")
@@ -118,12 +118,15 @@ def _cov_canon(engine, v1, v2):
     shared = word_sources(v1) & word_sources(v2)
     if not shared:
         return sp.S.Zero
-    core = next(l.core for l in v1 if isinstance(l, (Res, Bare)) and (l.core.sources & shared))
+    core = next(l.core for l in v1 if isinstance(l, (Res, Bare, Fn)) and (l.core.sources & shared))
     if core.chain:
         raise NotImplementedError(f"covariances with random features ({core}) are not implemented")
+    i, j = _linear_letter(v1, core), _linear_letter(v2, core)
+    for v, k in ((v1, i), (v2, j)):
+        if isinstance(v[k], Fn):  # linear in the resolvents under an integral
+            return _cov_fn(engine, v1, v2, v is v1, k)
     engine._check_alone(v1, core)
     engine._check_alone(v2, core)
-    i, j = _linear_letter(v1, core), _linear_letter(v2, core)
     s1, s2 = _side_at(engine, v1[i]), _side_at(engine, v2[j])
     P = rules.rotate_to(v1, i)[1:]
     Q = rules.rotate_to(v2, j)[1:]
@@ -136,6 +139,23 @@ def _cov_canon(engine, v1, v2):
             for c2, ws2 in _avg(engine, v2, j, s2):
                 total += c1 * c2 * _cov_canon(engine, ws1, ws2)
     return total
+
+
+def _cov_fn(engine, v1, v2, first, k):
+    from . import spectral_fn
+    v = v1 if first else v2
+    theta = spectral_fn.new_theta(len(engine.thetas))
+    engine.thetas.append(theta)
+    consts, integral = spectral_fn.representation(v[k], theta)
+
+    def cov_of(word):
+        total = sp.S.Zero
+        for c, w in _canon(engine, word):
+            total += c * (_cov_canon(engine, w, v2) if first else _cov_canon(engine, v1, w))
+        return total
+    total = sp.Add(*[c * cov_of(v[:k] + ls + v[k + 1:]) for c, ls in consts])
+    integrand = sp.Add(*[c * cov_of(v[:k] + ls + v[k + 1:]) for c, ls in integral])
+    return total + sp.Integral(integrand, (theta, 0, sp.pi / 2))
 
 
 def _side_at(engine, letter):

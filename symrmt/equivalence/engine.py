@@ -17,9 +17,9 @@ from ..objects.matrices import GaussianData, RandomFeatures, random_symbols
 from ..objects.ops import Cov, Var, as_scalar
 from ..rewrite import canonical
 from ..rewrite.expand import expand
-from ..rewrite.letters import Bare, Det, Rand, Res, word_matrix, word_sources
+from ..rewrite.letters import Bare, Det, Fn, Rand, Res, word_matrix, word_sources
 from ..rewrite.wick import check_mean_independence, split_means, wick
-from . import rules
+from . import rules, spectral_fn
 from .laws import Registry
 from .output import words_to_scalar
 from .result import DeterministicEquivalent
@@ -35,6 +35,7 @@ ASSUMPTIONS = [
 
 class Engine:
     def __init__(self, variance_mode=False):
+        self.thetas = []
         self.reg = Registry()
         self.variance_mode = variance_mode
         self.notes = []
@@ -44,7 +45,7 @@ class Engine:
         """Expand a ``Tr``/``Form`` atom into ``(coeff, word)``."""
         M = atom.arg
         out = []
-        for c, w in expand(M):
+        for c, w in _expand_tagged(M):
             for w2 in split_means(w):
                 out.append((c, w2))
         return out
@@ -64,7 +65,29 @@ class Engine:
         return res
 
     def word_value(self, word):
+        word = canonical.drop_identities(word)
+        if any(isinstance(l, Fn) for l in word):
+            st = canonical.step(word, strict_tags=self.variance_mode)
+            if st is not None:
+                return sp.Add(*[c * self.word_value(w) for c, w in st])
+            return self.fn_value(word)
         return sp.Add(*[c * words_to_scalar(ws) for c, ws in self.reduce(word)])
+
+    def fn_value(self, word):
+        """A spectral function as an integral over resolvents: the
+        equivalents apply under the integral sign (MATH.md)."""
+        i = next(k for k, l in enumerate(word) if isinstance(l, Fn))
+        self._check_alone_fn(word, word[i])
+        theta = spectral_fn.new_theta(len(self.thetas))
+        self.thetas.append(theta)
+        consts, integral = spectral_fn.representation(word[i], theta)
+        total = sp.Add(*[c * self.word_value(word[:i] + ls + word[i + 1:]) for c, ls in consts])
+        integrand = sp.Add(*[c * self.word_value(word[:i] + ls + word[i + 1:]) for c, ls in integral])
+        return total + sp.Integral(integrand, (theta, 0, sp.pi / 2))
+
+    def _check_alone_fn(self, word, letter):
+        if letter.core.chain:
+            raise NotImplementedError(f"spectral functions of feature-space cores ({letter.core}) are not implemented")
 
     # ------------------------------------------------------------ reduction
     def reduce(self, word):
@@ -148,6 +171,19 @@ class Engine:
             if isinstance(l, Rand) and l.sym.uid in src and not (core.chain and l.sym in core.chain):
                 raise NotImplementedError(
                     f"{l} appears outside the sample covariance of {core} in {canonical_str(word)}")
+
+
+def _expand_tagged(M):
+    """Expand, tagging spectral functions with the top-level product factor
+    they come from (see ``rewrite.letters.Fn``)."""
+    if isinstance(M, MatMul):
+        coeff, mats = M.as_coeff_matrices()
+        out = [(coeff, ())]
+        for k, a in enumerate(mats):
+            ex = expand(a, tag=k)
+            out = [(c1 * c2, w1 + w2) for c1, w1 in out for c2, w2 in ex]
+        return [(c, canonical.drop_identities(w)) for c, w in out]
+    return expand(M, tag=0)
 
 
 def _bare_side(core):

@@ -13,7 +13,7 @@ import sympy as sp
 from sympy import Identity
 
 from ..objects.matrices import GaussianData, RandomFeatures
-from .letters import Bare, Core, Det, Rand, Res, is_identity
+from .letters import Bare, Core, Det, Fn, Rand, Res, is_identity
 
 
 def drop_identities(word):
@@ -25,12 +25,62 @@ def _rot(word, i):
     return word[i:] + word[:i]
 
 
-def step(word):
+def _factors(l):
+    if isinstance(l, Fn):
+        return l.factors
+    if isinstance(l, Res):
+        return ((l.z, sp.S.NegativeOne),)
+    return ((sp.S.Zero, sp.S.One),)
+
+
+def merge_functions(a, b, strict_tags):
+    """Adjacent functions of one core, at least one fractional, combine
+    exactly (they commute). In variance mode (``strict_tags``) only
+    fractional functions from the same factor of the user's product merge."""
+    if not (isinstance(a, Fn) or isinstance(b, Fn)):
+        return None
+    if not isinstance(a, (Fn, Res, Bare)) or not isinstance(b, (Fn, Res, Bare)) or a.core != b.core:
+        return None
+    if strict_tags and not (isinstance(a, Fn) and isinstance(b, Fn) and a.tag == b.tag):
+        return None
+    acc = {}
+    for shift, e in _factors(a) + _factors(b):
+        key = next((k for k in acc if sp.simplify(k - shift) == 0), shift)
+        acc[key] = acc.get(key, 0) + e
+    factors = tuple(sorted(((k, e) for k, e in acc.items() if e != 0), key=lambda t: sp.default_sort_key(t[0])))
+    tag = a.tag if isinstance(a, Fn) and (not isinstance(b, Fn) or b.tag == a.tag) else \
+        (b.tag if isinstance(b, Fn) and not isinstance(a, Fn) else None)
+    if all(sp.sympify(e).is_integer for _, e in factors):
+        return integer_letters(a.core, factors)
+    return [(sp.S.One, (Fn(a.core, factors, tag),))]
+
+
+def integer_letters(core, factors):
+    """``Π (core + a)^k`` with integer ``k`` as sums of words of resolvents
+    and bare cores (binomial expansion for positive powers)."""
+    from math import comb
+    out = [(sp.S.One, ())]
+    for a, k in factors:
+        k = int(k)
+        if k < 0:
+            out = [(c, w + (Res(core, a),) * (-k)) for c, w in out]
+        else:
+            terms = [(comb(k, j) * a ** (k - j), (Bare(core),) * j) for j in range(k + 1) if a != 0 or j == k]
+            out = [(c * c2, w + w2) for c, w in out for c2, w2 in terms]
+    return [(c, w if w else (Det(Identity(core.dim)),)) for c, w in out]
+
+
+def step(word, strict_tags=False):
     """Apply one exact rewrite; ``None`` when none applies. Returns a list of
     ``(coeff, word)``."""
     L = len(word)
     if L == 0:
         return None
+    for i in range(L if L > 1 else 0):
+        m = merge_functions(word[i], word[(i + 1) % L], strict_tags)
+        if m is not None:
+            w = _rot(word, i)
+            return [(c, nw + w[2:]) for c, nw in m]
     for i in range(L):
         a, b = word[i], word[(i + 1) % L]
         if L == 1 and i == 0:

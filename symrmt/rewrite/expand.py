@@ -17,15 +17,16 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..objects.matrices import (GaussianData, RandomFeatures, SampleCovariance,
                                 random_symbols)
-from .letters import Bare, Core, Det, Rand, Res, is_identity, transpose_word
+from .letters import Bare, Core, Det, Fn, Rand, Res, is_identity, transpose_word
 
 
 def is_random(M):
     return bool(random_symbols(M))
 
 
-def expand(M):
-    """List of ``(coeff, word)`` with ``M = Σ coeff · Π word``."""
+def expand(M, tag=None):
+    """List of ``(coeff, word)`` with ``M = Σ coeff · Π word``; ``tag`` marks
+    spectral-function letters with the user's product factor they came from."""
     if not isinstance(M, MatrixExpr):
         raise TypeError(f"expected a matrix expression, got {M!r}")
     if isinstance(M, ZeroMatrix):
@@ -33,11 +34,11 @@ def expand(M):
     if not is_random(M):
         return _expand_det(M)
     if isinstance(M, MatAdd):
-        return [t for a in M.args for t in expand(a)]
+        return [t for a in M.args for t in expand(a, tag)]
     if isinstance(M, MatMul):
         coeff, mats = M.as_coeff_matrices()
         out = []
-        for combo in itertools.product(*[expand(a) for a in mats]):
+        for combo in itertools.product(*[expand(a, tag) for a in mats]):
             c = coeff
             w = ()
             for ci, wi in combo:
@@ -46,17 +47,16 @@ def expand(M):
             out.append((c, _drop_identities(w)))
         return out
     if isinstance(M, Transpose):
-        return [(c, transpose_word(w)) for c, w in expand(M.arg)]
+        return [(c, transpose_word(w)) for c, w in expand(M.arg, tag)]
     if isinstance(M, Inverse):  # Inverse is a MatPow: test it first
         return _resolvent(M)
     if isinstance(M, MatPow):
         base, s = M.args
         if s.is_Integer and s > 0:
-            return expand(MatMul(*([base] * int(s))))
+            return expand(MatMul(*([base] * int(s))), tag)
         if s.is_Integer and s < 0:  # SymPy writes G·G as (Σ̂+λ)^(-2)
-            return expand(MatMul(*([Inverse(base)] * int(-s)))) if s != -1 else _resolvent(Inverse(base))
-        raise NotImplementedError(
-            f"fractional power of a random matrix is not derivable yet: {M}")
+            return expand(MatMul(*([Inverse(base)] * int(-s))), tag) if s != -1 else _resolvent(Inverse(base))
+        return _power(M, base, s, tag)
     if isinstance(M, SampleCovariance):
         return [(sp.S.One, (Bare(Core(M.data, "data", (), M.ddof)),))]
     if getattr(M, "is_random", False):
@@ -108,6 +108,26 @@ def _resolvent(M):
         raise NotImplementedError(f"random shift in {M}")
     scale = c * scale
     return [(1 / scale, (Res(core, sp.simplify(z / scale)),))]
+
+
+def _power(M, base, s, tag):
+    """``(c·core + a)^s = c^s (core + a/c)^s`` for real non-integer ``s``."""
+    if s.is_real is False or s.free_symbols:
+        raise NotImplementedError(f"power with a non-numeric or complex exponent: {M}")
+    a, rest = sp.S.Zero, []
+    for c, w in expand(base):
+        if len(w) == 1 and is_identity(w[0]):
+            a += c
+        else:
+            rest.append((c, w))
+    if len(rest) != 1:
+        raise NotImplementedError(f"fractional power of {base}: not a shifted sample covariance")
+    c, w = rest[0]
+    core, scale = _match_core(w, base)
+    c = c * scale
+    if c.is_positive is False or a.is_negative:
+        raise NotImplementedError(f"fractional power {M}: base must be a positive multiple of a sample covariance plus a non-negative shift")
+    return [(c ** s, (Fn(core, ((sp.simplify(a / c), s),), tag),))]
 
 
 def _match_core(w, A):

@@ -133,6 +133,28 @@ class Bare:
         return f"[{self.core}]"
 
 
+@dataclass(frozen=True)
+class Fn:
+    """A spectral function ``f(core) = Π_i (core + a_i)^{s_i}`` with at
+    least one non-integer ``s_i`` (symmetric). ``factors`` is a sorted tuple
+    of ``(a_i, s_i)``. ``tag`` records which factor of the user's product it
+    came from: in variance mode functions from different factors are not
+    merged, so a product of two statistics stays a two-point quantity."""
+    core: Core
+    factors: tuple
+    tag: object = None
+
+    @property
+    def shape(self):
+        return (self.core.dim, self.core.dim)
+
+    def T(self):
+        return self
+
+    def __str__(self):
+        return "f[" + str(self.core) + "](" + ",".join(f"{sp.sstr(a)}^{sp.sstr(s)}" for a, s in self.factors) + ")"
+
+
 def transpose_word(word):
     return tuple(l.T() for l in reversed(word))
 
@@ -153,7 +175,7 @@ def word_sources(word):
     """Independent random sources (uids) a word depends on."""
     out = set()
     for l in word:
-        if isinstance(l, (Res, Bare)):
+        if isinstance(l, (Res, Bare, Fn)):
             out |= l.core.sources
         elif isinstance(l, Rand):
             out.add(l.sym.uid)
@@ -171,6 +193,10 @@ def word_matrix(word):
             mats.append(l.sym.T if l.t else l.sym)
         elif isinstance(l, Bare):
             mats.append(l.core.matrix())
+        elif isinstance(l, Fn):
+            from sympy import MatMul as MM, MatPow
+            C = l.core.matrix()
+            mats.append(MM(*[MatPow(C + a * Identity(l.core.dim), s_) for a, s_ in l.factors]))
         else:
             mats.append((l.core.matrix() + l.z * Identity(l.core.dim)).inverse())
     return MatMul(*mats) if len(mats) != 1 else mats[0]
