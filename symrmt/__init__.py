@@ -6,5 +6,9 @@ from .objects import (Covariance, Deterministic, Form, GaussianData, GaussianNoi
                       sample_mean, scalar, sqrt, var)
 
 from .equivalence import DeterministicEquivalent, deterministic_equivalent
+from .montecarlo import MonteCarloResult, MonteCarloSeries, evaluate_draw, monte_carlo
+from .numerics import (BindingError, CompiledEquivalent, ConvergenceError, SolveResult,
+                       SpectralDensity, spectral_density)
+from .verification import VerifyResult, verify
 
 __version__ = "0.1.0"

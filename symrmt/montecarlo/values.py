@@ -19,7 +19,7 @@ batched matrices) it falls back to dense (batched) linear algebra, so every
 expression is still evaluated exactly.
 
 A ``Basis`` computes its eigenpairs on first use; whether eigenvectors are
-needed is learnt once per run by a planning draw (see ``evaluate.Plan``), so
+needed is learnt once per run by a planning draw (see ``plan.Plan``), so
 pure spectral expressions use ``eigvalsh`` only.
 """
 from __future__ import annotations

@@ -10,6 +10,8 @@ kernels, solver and value.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import mpmath
 import numpy as np
 import sympy as sp
@@ -17,24 +19,18 @@ import sympy as sp
 
 class NumpyBackend:
     name = "numpy"
-    eps = float(np.finfo(float).eps)
-    xtol = 1e-14          # relative step at which Newton is considered converged
+    xtol = 1e-14          # relative Newton step at convergence (quadratic: the error is ~ its square)
 
     def lambdify(self, args, exprs):
         """Vectorised function of ``args`` returning the list ``exprs``."""
-        f = sp.lambdify(args, list(exprs), modules="numpy", cse=True, dummify=True)
-        return f
+        return sp.lambdify(args, list(exprs), modules="numpy", cse=True, dummify=True)
 
     def context(self):
-        return _NullContext()
+        return nullcontext()
 
     def asarray(self, x, complex_=False):
-        a = np.asarray(x)
-        if a.dtype == object:
-            a = np.vectorize(complex if complex_ else _to_float, otypes=[complex if complex_ else float])(a)
-        if complex_ or np.iscomplexobj(a):
-            return a.astype(complex)
-        return a.astype(float)
+        x = np.asarray(x)
+        return x.astype(complex if complex_ or np.iscomplexobj(x) else float)
 
     def const(self, x):
         return x
@@ -80,9 +76,6 @@ class MpmathBackend(NumpyBackend):
         if not (isinstance(dps, (int, np.integer)) and dps >= 15):
             raise ValueError(f"dps must be an integer ≥ 15, got {dps!r}")
         self.dps = int(dps)
-        self.eps = mpmath.mpf(10) ** (-self.dps)
-        # quadratic convergence: once a step is below 10^(-dps/2-3) relative,
-        # the next iterate is exact to working precision
         self.xtol = mpmath.mpf(10) ** (-(self.dps - 3))
         self._isfinite = np.frompyfunc(mpmath.isfinite, 1, 1)
         self._re = np.frompyfunc(mpmath.re, 1, 1)
@@ -139,8 +132,7 @@ class MpmathBackend(NumpyBackend):
         a = np.asarray(a)
         if a.dtype != object:
             return np.iscomplexobj(a)
-        return any(isinstance(v, mpmath.mpc) for v in a.ravel()[:1]) or \
-            any(isinstance(v, mpmath.mpc) for v in a.ravel())
+        return any(isinstance(v, mpmath.mpc) for v in a.ravel())
 
     def einsum(self, subscripts, *ops):
         with self.context():
@@ -162,21 +154,6 @@ class MpmathBackend(NumpyBackend):
             U = np.array(U.tolist(), dtype=object)
         order = np.argsort(np.array([float(v) for v in w]))
         return w[order], U[:, order]
-
-    def to_float(self, a):
-        return np.asarray(a, dtype=object)
-
-
-def _to_float(x):
-    return float(x)
-
-
-class _NullContext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def make_backend(backend, dps):

@@ -20,6 +20,7 @@ import sympy as sp
 
 from ..objects.matrices import Covariance, Vector
 from .catalog import Catalog
+from .kernels import dense_diag
 from .result import BindingError
 
 
@@ -32,7 +33,6 @@ class Bound:
     values: dict                       # scalar/dim name -> scalar or 1-D array (size,)
     mats: dict                         # matrix name -> ("diag"|"full", array)
     sizes: dict                        # space (sympy dim) -> int
-    is_complex: bool = False
     _compressed: dict = field(default_factory=dict)
 
     @property
@@ -42,7 +42,7 @@ class Bound:
     def entries(self, space, names, compress=True):
         """Diagonal entries of the ``names`` matrices of ``space``; with
         ``compress``, repeated rows are merged: returns (dict, weights|None)."""
-        key = (space, tuple(names))
+        key = (space, tuple(names), compress)  # compressed rows must not leak into dense use
         if key in self._compressed:
             return self._compressed[key]
         ent = {n: self.mats[n][1] for n in names}
@@ -85,7 +85,8 @@ def _check_finite(name, a):
     bad = ~np.isfinite(a)
     if bad.any():
         i = np.argwhere(bad)[0]
-        _fail(name, f"contains {a[tuple(i)]!r} at index {tuple(int(j) for j in i)}; values must be finite")
+        where = f" at index {tuple(int(j) for j in i)}" if a.ndim else ""
+        _fail(name, f"contains {a[tuple(i)].item()}{where}; values must be finite")
 
 
 def _validate_matrix(name, sym, value):
@@ -106,8 +107,8 @@ def _validate_matrix(name, sym, value):
             _fail(name, f"a 1-D array means a diagonal matrix, but {name} is {rows}×{cols} (not square); "
                         "bind the full 2-D matrix")
         if isinstance(sym, Covariance) and (a < 0).any():
-            i = int(np.argmin(a))
-            _fail(name, f"covariance eigenvalues must be ≥ 0, got {a[i]!r} at index {i}")
+            i = int(np.nonzero(a < 0)[0][0])
+            _fail(name, f"covariance eigenvalues must be ≥ 0, got {a[i].item()} at index {i}")
         return "diag", a, (a.shape[0], a.shape[0])
     if a.ndim != 2:
         _fail(name, f"expected a 1-D (diagonal) or 2-D array, got {a.ndim}-D of shape {a.shape}")
@@ -134,10 +135,10 @@ def _validate_scalar(name, value, is_dim):
         if np.iscomplexobj(a):
             _fail(name, "a dimension must be a positive integer, got a complex value")
         if (a <= 0).any():
-            _fail(name, f"a dimension must be a positive integer, got {a[a <= 0].ravel()[0]!r}")
+            _fail(name, f"a dimension must be a positive integer, got {a[a <= 0].ravel()[0].item()}")
         if (a != np.round(a)).any():
-            bad = a[a != np.round(a)].ravel()[0]
-            _fail(name, f"a dimension must be a positive integer, got {bad!r}")
+            bad = a[a != np.round(a)].ravel()[0].item()
+            _fail(name, f"a dimension must be a positive integer, got {bad}")
     return a
 
 
@@ -171,14 +172,13 @@ def bind(cat: Catalog, backend, bindings: dict) -> Bound:
                 raise BindingError(f"binding {name!r}: expected size {dim} along one axis, got {size}")
 
     values = {}
-    arrays = {}
     for name in cat.scalars:
         if name not in bindings:
             continue
         a = _validate_scalar(name, bindings[name], name in cat.dims)
         if name in inferred and not (a == inferred[name]).all():
             raise BindingError(
-                f"binding {name!r}: got {name} = {a.ravel()[0] if a.size == 1 else a}, but the bound matrix "
+                f"binding {name!r}: got {name} = {a.ravel()[0].item() if a.size == 1 else a}, but the bound matrix "
                 f"{origin[name]!r} has {name} = {inferred[name]}")
         values[name] = a
     for name, size in inferred.items():
@@ -193,23 +193,20 @@ def bind(cat: Catalog, backend, bindings: dict) -> Bound:
     try:
         shape = np.broadcast_shapes(*[np.shape(a) for a in values.values()])
     except ValueError:
-        shapes = {k: np.shape(a) for k, a in values.items() if np.ndim(a)}
+        shapes = {k: np.shape(values[k]) for k in sorted(values) if np.ndim(values[k])}
         raise BindingError(f"array-valued bindings do not broadcast together: {shapes}") from None
     size = int(np.prod(shape)) if shape else 1
 
-    is_complex = any(np.iscomplexobj(a) for a in values.values())
     for name, a in values.items():
         if a.ndim == 0:
-            values[name] = backend.asarray(a.item() if not np.iscomplexobj(a) else complex(a), is_complex and np.iscomplexobj(a))[()]
+            values[name] = backend.asarray(a, np.iscomplexobj(a))[()]
         else:
             values[name] = backend.asarray(np.broadcast_to(a, shape).reshape(-1), np.iscomplexobj(a))
 
-    sizes = {}
-    for space in cat.spaces:
-        sizes[space] = _space_size(space, values, inferred)
+    sizes = {space: _space_size(space, values, inferred) for space in cat.spaces}
 
     mats = _common_basis(cat, backend, mats)
-    return Bound(shape=tuple(shape), size=size, values=values, mats=mats, sizes=sizes, is_complex=is_complex)
+    return Bound(shape=tuple(shape), size=size, values=values, mats=mats, sizes=sizes)
 
 
 def _space_size(space, values, inferred):
@@ -230,7 +227,7 @@ def _space_size(space, values, inferred):
             sub[s] = int(v[0])
         else:
             return None
-    val = space.xreplace(sub)
+    val = sp.sympify(space.xreplace(sub))
     return int(val) if val.is_number else None
 
 
@@ -260,19 +257,10 @@ def _common_basis(cat, backend, mats):
         if name in pivots or not (rows in rot or cols in rot):
             out[name] = (kind, arr)
             continue
-        A = _dense(arr) if kind == "diag" else arr
+        A = dense_diag(arr) if kind == "diag" else arr
         if rows in rot:
             A = rot[rows].T @ A
         if cols in rot:
             A = A @ rot[cols]
         out[name] = ("full", A)
     return out
-
-
-def _dense(v):
-    n = len(v)
-    A = np.zeros((n, n), dtype=v.dtype)
-    if v.dtype == object:
-        A[...] = 0 * v[0]
-    A[np.arange(n), np.arange(n)] = v
-    return A

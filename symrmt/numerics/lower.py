@@ -96,6 +96,12 @@ class Lowering:
         if f in self._cache:
             return self._cache[f]
         M = f.arg
+        # functionals inside M (a scalar coefficient Tr[A]·B) are lowered first: their
+        # placeholders are numbered before this one's, which orders the evaluation
+        inner = {a: self.lower_functional(a) for a in sp.preorder_traversal(M)
+                 if isinstance(a, (Tr, Form)) and a is not f}
+        if inner:
+            M = M.xreplace(inner)
         cyclic = isinstance(f, Tr)
         total = sp.S.Zero
         for coeff, factors in self.terms(M):

@@ -34,24 +34,27 @@ class SolveResult(OptimizeResult):
     ----------
     value : the deterministic equivalent at each grid point (NaN where not
         converged, which ``converged`` says).
-    x : dict ``name -> array`` of the solved unknowns (``kappa``, ``nu`` …).
-    residuals : dict ``"<unknowns>[i]" -> array``: residual ``lhs − rhs`` of
-        each self-consistent equation at the returned unknowns.
-    nit : dict ``group -> array`` of iterations (Newton + bisection +
-        continuation steps) per grid point.
+    x : dict ``name -> array`` of the solved unknowns (``kappa``, ``nu`` …;
+        at unconverged points the last iterate). Unknowns solved at the
+        nodes of an integral are not reported.
+    residuals : dict ``"<unknowns>[i]" -> array`` (e.g. ``"kappa[0]"``,
+        ``"kappa,nu[1]"``): ``lhs − rhs`` of each equation at ``x``.
+    nit : dict ``"<unknowns>" -> array``: iterations per grid point (Newton,
+        bisection, inner solves and continuation steps together).
     converged : bool array, True where every group converged on its
-        physical branch.
+        physical branch (and, for integrals, at every node).
     success : ``converged.all()``.
-    z : dict ``group -> array``: spectral parameter actually used for each
-        group (the ridge ``λ``; complex when a complex one was bound, with
-        the imaginary part moved off the real axis by at least ``eta``).
-    eta : dict ``group -> array``: ``−Im z`` actually used (0 on the real
-        branch).
+    z : dict ``"<spectral parameter>" -> array`` (e.g. ``"lam"``): the value
+        actually used; for a complex one, moved off the real axis to
+        ``|Im| ≥ eta × spectral scale``.
+    eta : dict, same keys: ``−Im z`` actually used (0 on the real branch).
+    quad_error : (with integrals) estimated quadrature error per point.
+    shape : the broadcast shape of the bindings.
     message : str.
     """
 
     def __repr__(self):
-        keys = ["success", "message", "shape", "converged", "x", "value", "nit", "z", "eta"]
+        keys = ["success", "message", "shape", "converged", "x", "value", "nit", "z", "eta", "quad_error"]
         lines = []
         for k in keys:
             if k in self:

@@ -1,0 +1,89 @@
+"""Monte Carlo throughput against a bare eigendecomposition.
+
+Measures, in one run, draws per second of
+
+    sr.monte_carlo((1/d) Tr[Σ̂(Σ̂+λ)⁻¹])     d = 1000, n = 2000, 100-point λ grid
+
+(power-law Σ, s_i = i^-1.5) and the rate of ``numpy.linalg.eigh`` on a
+1000×1000 symmetric matrix (a sample covariance of the same Σ, so that both
+see the same spectrum), and prints their ratio (target ≥ 0.6: a draw —
+sampling X, forming Σ̂, its spectrum, the whole λ grid — should cost little
+more than one eigendecomposition). For information it also times
+(1/d) Tr[Σ(Σ̂+λ)⁻¹], which needs the eigenvectors.
+
+Rates are medians over ``--rounds`` interleaved rounds. The run prints the
+BLAS thread settings and the load average: on a machine busy with other
+work, multithreaded LAPACK timings are erratic (compare with
+``OPENBLAS_NUM_THREADS=1``).
+
+    python benchmarks/montecarlo.py [--trials 20] [--repeats 10] [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+import symrmt as sr
+from symrmt.montecarlo import monte_carlo
+
+
+def eigh_rate(d, n, s, repeats, rng):
+    """``eigh`` of a matrix like the ones the MC run diagonalises (a sample
+    covariance of the same Σ), so both rates see the same spectrum."""
+    Z = rng.standard_normal((n, d)) * np.sqrt(s)
+    A = Z.T @ Z / n
+    np.linalg.eigh(A)  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        np.linalg.eigh(A)
+    return repeats / (time.perf_counter() - t0)
+
+
+def mc_rate(expr, trials, **bindings):
+    monte_carlo(expr, trials=2, seed=1, progress=False, **bindings)  # warm-up (imports, caches)
+    t0 = time.perf_counter()
+    monte_carlo(expr, trials=trials, seed=0, progress=False, **bindings)
+    return trials / (time.perf_counter() - t0)  # includes the planning draw and compilation
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--d", type=int, default=1000)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--grid", type=int, default=100)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args(argv)
+
+    n, d = sr.dims("n d")
+    lam = sr.scalar("lam")
+    Sigma = sr.Covariance("Sigma", d)
+    X = sr.GaussianData("X", n, Sigma)
+    Sh = X.T * X / n
+    G = (Sh + lam * sr.I(d)).inverse()
+    bindings = dict(Sigma=np.arange(1, args.d + 1) ** -1.5, n=args.n, lam=np.logspace(-3, 1, args.grid))
+
+    rng = np.random.default_rng(0)
+    rates = {"eigh": [], "vals": [], "vecs": []}
+    for _ in range(args.rounds):
+        rates["eigh"].append(eigh_rate(args.d, args.n, bindings["Sigma"], args.repeats, rng))
+        rates["vals"].append(mc_rate(sr.ntr(Sh * G), args.trials, **bindings))
+        rates["vecs"].append(mc_rate(sr.ntr(Sigma * G), max(args.trials // 2, 2), **bindings))
+    e, r_vals, r_vecs = (float(np.median(rates[k])) for k in ("eigh", "vals", "vecs"))
+    threads = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+               if k in os.environ}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"d={args.d}, n={args.n}, {args.grid}-point λ grid; {os.cpu_count()} CPUs, load {load:.1f}, "
+          f"BLAS threads {threads or 'default'}")
+    print(f"numpy.linalg.eigh ({args.d}×{args.d})          : {e:8.2f} /s")
+    print(f"MC (1/d)Tr[Σ̂(Σ̂+λ)⁻¹]  (eigenvalues only) : {r_vals:8.2f} draws/s   ratio {r_vals / e:.2f} (target ≥ 0.6)")
+    print(f"MC (1/d)Tr[Σ(Σ̂+λ)⁻¹]  (eigenvectors)     : {r_vecs:8.2f} draws/s   ratio {r_vecs / e:.2f}")
+    return r_vals / e
+
+
+if __name__ == "__main__":
+    main()

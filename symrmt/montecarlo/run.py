@@ -1,0 +1,232 @@
+"""``monte_carlo``: draws, chunks of trials on an executor, streaming statistics."""
+from __future__ import annotations
+
+import math
+import os
+import uuid
+import warnings
+from collections import OrderedDict
+from concurrent.futures import as_completed
+
+import numpy as np
+
+from .bindings import bind
+from .estimand import parse
+from .progress import Progress
+from .program import Program
+from .result import MonteCarloResult, MonteCarloSeries
+from .stats import RunningMean
+
+_PROGRAMS: OrderedDict = OrderedDict()  # per process: compiled programs by job token
+_CACHE_SIZE = 4
+
+
+class Job:
+    """What a worker needs to evaluate trials: picklable (SymPy objects and
+    arrays); the compiled program is rebuilt once per process."""
+
+    def __init__(self, observables, bound, seed_seq):
+        self.observables, self.bound, self.seed_seq = observables, bound, seed_seq
+        self.plan = None
+        self.token = uuid.uuid4().hex
+        self._program = Program(observables, bound)  # compiled here: errors surface before work is sent
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_program", None)
+        return state
+
+    def program(self):
+        """The compiled program: this object's own (in-process and thread
+        executors), or the worker process's copy, compiled on first use."""
+        prog = self.__dict__.get("_program") or _PROGRAMS.get(self.token)
+        if prog is None:
+            prog = _PROGRAMS[self.token] = Program(self.observables, self.bound)
+            while len(_PROGRAMS) > _CACHE_SIZE:
+                _PROGRAMS.popitem(last=False)
+        return prog
+
+
+def _run_chunk(job, start, stop):
+    """Observables of trials ``start … stop-1``: array ``(stop-start, n_obs, N)``."""
+    return job.program().run(job.plan, job.seed_seq, range(start, stop))
+
+
+class _Accumulator:
+    """Folds draws in trial order; snapshots the estimate at each count."""
+
+    def __init__(self, est, bound, counts):
+        self.est, self.bound, self.counts = est, bound, set(counts)
+        self.running = RunningMean((bound.size,)) if est.is_mean else None
+        self.rows = []
+        self.count = self.nonfinite = 0
+        self.snaps = {}
+
+    def add(self, row):
+        self.count += 1
+        if not np.all(np.isfinite(row)):
+            self.nonfinite += 1
+        if self.running is not None:
+            self.running.update(row[0])
+        else:
+            self.rows.append(row)
+        if self.count in self.counts:
+            if self.running is not None:
+                snap = self.running.snapshot()
+            else:
+                m, s = self.est.estimate(np.stack(self.rows), self.bound.scalars, self.bound.dims)
+                snap = (m, s, s * np.sqrt(self.count))
+            self.snaps[self.count] = snap + (self.nonfinite,)
+
+
+def _counts(trials):
+    if isinstance(trials, (int, np.integer)) and not isinstance(trials, bool):
+        counts, as_list = [int(trials)], False
+    else:
+        try:
+            counts, as_list = [int(t) for t in trials], True
+        except TypeError:
+            raise TypeError(f"monte_carlo: trials must be an int or a list of ints, got {trials!r}") from None
+        if len(set(counts)) != len(counts) or not counts:
+            raise ValueError(f"monte_carlo: trials must be distinct counts, got {trials!r}")
+        counts = sorted(counts)
+    if counts[0] < 1:
+        raise ValueError(f"monte_carlo: trials must be positive, got {trials!r}")
+    return counts, as_list
+
+
+def _seed_sequence(seed):
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if seed is None:
+        return np.random.SeedSequence()
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+        return np.random.SeedSequence(int(seed))
+    raise TypeError(f"monte_carlo: seed must be a non-negative int, None or a numpy SeedSequence, got {seed!r}")
+
+
+def _chunks(total, executor):
+    workers = getattr(executor, "_max_workers", None) or os.cpu_count() or 1
+    size = max(1, math.ceil(total / (4 * workers)))  # a few chunks per worker balances the load
+    return [(a, min(a + size, total)) for a in range(0, total, size)]
+
+
+def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, **bindings):
+    r"""Monte Carlo estimate of ``E[expr]`` over the random objects of ``expr``.
+
+    Every draw samples each random object of ``expr`` from its law, then
+    evaluates the *same* SymPy expression that the symbolic engine derives
+    from (never a hand-written formula); the estimate is the average over
+    draws, with its standard error.
+
+    Parameters
+    ----------
+    expr : scalar SymPy expression built from symrmt objects: ``Tr``/``ntr``,
+        ``Form`` (``1×1`` expressions), ``sympy.Trace``, scalar arithmetic and
+        functions; matrices ``Covariance``, ``Deterministic``, ``Vector``,
+        identities, sums, products, ``Inverse``, ``Transpose``, integer
+        powers and real powers of symmetric PSD matrices; the random
+        ``GaussianData``, ``GaussianNoise``, ``RandomFeatures``,
+        ``sample_mean``, ``sample_covariance``. Distinct random objects are
+        independent; ``sample_mean(X)``/``sample_covariance(X)`` use the same
+        draw as ``X``. ``Var[e]``/``Cov[a, b]`` (across draws) may appear as
+        summands or inside a smooth function of variances/covariances
+        (``n*sr.var(e)``, ``sr.var(a)/sr.var(b)``): they are estimated by
+        unbiased sample (co)variances and the standard error by the delete-one
+        jackknife.
+    trials : number of draws, or a list of counts ``[50, 100, 200]``: the
+        estimates at each count (nested: the first 50 draws are shared), as a
+        :class:`MonteCarloSeries`.
+    seed : int, ``None`` (fresh entropy, reported in ``result.seed``) or a
+        ``numpy.random.SeedSequence``. Trial ``t`` draws object ``j`` from
+        ``SeedSequence(seed, spawn_key=(t, j))``, so a seed gives identical
+        numbers whatever the executor, number of workers or chunking (on
+        one machine and BLAS build).
+    executor : any ``concurrent.futures.Executor``; ``None`` runs in this
+        process. Trials are sent in chunks (a few per worker); the expression
+        and bindings are pickled once per chunk and compiled once per worker
+        process. With ``ProcessPoolExecutor`` consider limiting BLAS threads
+        per worker (``OMP_NUM_THREADS``) to avoid oversubscription. On a Dask
+        cluster (Dask is not a dependency of symrmt)::
+
+            from distributed import Client
+            client = Client("tcp://scheduler:8786")
+            res = sr.monte_carlo(expr, trials=10_000, executor=client.get_executor(), **bindings)
+
+        the workers need symrmt installed.
+    progress : ``None`` — a progress line on stderr for runs longer than a
+        couple of seconds when stderr is a terminal; ``True``/``False`` force
+        it on/off; a callable ``f(done, total)`` receives updates instead.
+    **bindings : scalars and dimensions by name (numbers or arrays, which
+        broadcast: ``lam=np.logspace(-3, 1, 100)``), deterministic matrices
+        by name (1-D: diagonal in the common basis / a vector's coordinates;
+        2-D: the full matrix). Dimensions not given are inferred from array
+        shapes.
+
+    Returns
+    -------
+    :class:`MonteCarloResult` (``.mean``, ``.sem``, ``.std``, ``.trials``,
+    broadcast over the array-valued bindings), or a :class:`MonteCarloSeries`
+    for a list of trial counts.
+
+    Notes
+    -----
+    For each ``(C + c·I)⁻¹`` or ``(C + c·I)^s`` the random core ``C`` is
+    diagonalised once per draw and every shift on the grid is a function of
+    its eigenvalues; deterministic matrices are rotated into its eigenbasis
+    only when they meet it, and eigenvalues alone (``eigvalsh``, or the
+    smaller Gram matrix of ``XᵀX``) are used when the expression allows.
+    Anything else is evaluated by dense (batched) linear algebra, in blocks
+    of the grid that fit in memory. Draws that give NaN/inf are counted in
+    ``result.nonfinite`` and reported with a ``RuntimeWarning``.
+    """
+    counts, as_list = _counts(trials)
+    est = parse(expr)
+    bound = bind(est.expr, bindings)
+    seed_seq = _seed_sequence(seed)
+    job = Job(est.observables, bound, seed_seq)
+    program = job.program()
+    job.plan = program.make_plan(seed_seq)
+    total = counts[-1]
+    acc = _Accumulator(est, bound, counts)
+    bar = Progress(total, progress)
+    try:
+        if executor is None:
+            for t in range(total):
+                acc.add(program.run(job.plan, seed_seq, [t])[0])
+                bar.update(t + 1)
+        else:
+            _run_executor(executor, job, total, acc, bar)
+    finally:
+        bar.close()
+    if acc.nonfinite:
+        warnings.warn(f"monte_carlo: {acc.nonfinite} of {total} draws gave NaN or inf; "
+                      "the estimates include them", RuntimeWarning, stacklevel=2)
+    grid = {k: v.reshape(bound.batch_shape) for k, v in bound.scalars.items() if v.ndim}
+    seed_out = seed if isinstance(seed, (int, np.integer)) else seed_seq.entropy
+    method = "mean" if est.is_mean else "jackknife"
+    results = [MonteCarloResult(est.expr, *acc.snaps[c][:3], trials=c, seed=seed_out, grid=grid,
+                                shape=bound.batch_shape, nonfinite=acc.snaps[c][3], method=method)
+               for c in counts]
+    return MonteCarloSeries(results) if as_list else results[0]
+
+
+def _run_executor(executor, job, total, acc, bar):
+    chunks = _chunks(total, executor)
+    futures = [executor.submit(_run_chunk, job, a, b) for a, b in chunks]
+    index = {f: i for i, f in enumerate(futures)}
+    ready, nxt, done = {}, 0, 0
+    try:
+        for fut in as_completed(futures):
+            i = index[fut]
+            ready[i] = fut.result()
+            done += len(ready[i])
+            bar.update(done)
+            while nxt in ready:  # fold in trial order, whatever the completion order
+                for row in ready.pop(nxt):
+                    acc.add(row)
+                nxt += 1
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise

@@ -1,0 +1,185 @@
+"""The compiled deterministic equivalent: ``f(**bindings)`` and ``f.solve``."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..objects.matrices import Vector
+from .backend import make_backend
+from .bindings import bind
+from .catalog import build_catalog
+from .plan import Plan, solve_groups
+from .result import ConvergenceError, SolveResult
+from .solvers import full
+
+
+class CompiledEquivalent:
+    """A vectorised numeric function of the bindings of a
+    :class:`~symrmt.equivalence.result.DeterministicEquivalent`.
+
+    ``f(**bindings)`` returns the value as an array with the broadcast shape
+    of the array-valued bindings; ``f.solve(**bindings)`` returns a
+    :class:`SolveResult` with the unknowns and diagnostics. Options (keyword
+    arguments next to the bindings): ``maxiter`` (per group, default 100),
+    ``xtol`` (relative step at convergence), ``eta`` (smallest ``|Im λ|``
+    as a fraction of the spectral scale, default ``1e-9``), and
+    ``raise_on_failure`` (``solve``) / ``on_failure`` (``"raise"`` or
+    ``"nan"``, call).
+
+    All symbolic work (lowering, differentiation, lambdification) is done
+    once per *binding signature* (which matrices are bound diagonal or
+    full), at compile time for the all-diagonal one, and cached.
+    """
+
+    def __init__(self, de, backend="numpy", dps=50):
+        self.de = de
+        self.backend = make_backend(backend, dps)
+        self.catalog = build_catalog(de)
+        self._plans = {}
+        with self.backend.context():
+            self._plan(self._default_signature())
+
+    # ----------------------------------------------------------- introspection
+    @property
+    def parameters(self):
+        """Names accepted as bindings."""
+        return tuple(self.catalog.names)
+
+    @property
+    def required(self):
+        """Names that must be bound (or, for dimensions, inferable from bound arrays)."""
+        return tuple(sorted(self.catalog.required))
+
+    def __repr__(self):
+        return (f"<compiled {self.backend.name} equivalent of {self.de.expr}; "
+                f"bindings: {self.catalog.describe()}>")
+
+    # ----------------------------------------------------------- plans
+    def _default_signature(self):
+        sig = []
+        for name, m in self.catalog.matrices.items():
+            if name in self.catalog.required:
+                square = m.shape[0] == m.shape[1] and not isinstance(m, Vector)
+                sig.append((name, "diag" if square else "full"))
+        return tuple(sorted(sig))
+
+    def _plan(self, signature):
+        plan = self._plans.get(signature)
+        if plan is None:
+            plan = self._plans[signature] = Plan(self.de, self.backend, dict(signature))
+        return plan
+
+    # ----------------------------------------------------------- evaluation
+    def solve(self, raise_on_failure=True, maxiter=100, xtol=None, eta=1e-9, **bindings):
+        """Solve the self-consistent equations and evaluate the value.
+
+        Raises :class:`ConvergenceError` (with ``.result``) if some grid point
+        did not converge, unless ``raise_on_failure=False``.
+        """
+        be = self.backend
+        opts = dict(maxiter=int(maxiter), xtol=be.xtol if xtol is None else xtol, eta=float(eta))
+        with be.context(), np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            bound = bind(self.catalog, be, bindings)
+            plan = self._plan(bound.signature)
+            n = bound.size
+            env = dict(bound.values)
+            diagnostics = {}
+            groups = solve_groups(plan.top, env, bound, n, opts)
+            out, ok_int = plan.value.evaluate(env, bound, n, opts, diagnostics, with_extra=True)
+        value = full(out[0], n)
+        value = value.copy() if value.dtype.kind in "fcO" else be.asarray(value)   # a constant value may be an int
+        solved = ok_int.copy()
+        for g in groups.values():
+            solved &= g["converged"]
+        # NaN from a solved point (0/0 …) is undefined, and is reported like a failure, never silently
+        undefined = solved & ~be.isfinite(value) & ~_is_inf(value, be)
+        converged = solved & ~undefined
+        value[~converged] = be.const(float("nan"))
+        shape = bound.shape
+        res = SolveResult(
+            value=value.reshape(shape),
+            x={u.name: env[u.name].reshape(shape) for s in plan.top for u in s.unknowns},
+            residuals=_residuals(plan, out[1:], n, shape),
+            nit={k: g["nit"].reshape(shape) for k, g in groups.items()},
+            converged=converged.reshape(shape),
+            success=bool(converged.all()),
+            z={s.zlabel: np.asarray(full(env[s.zname], n)).reshape(shape) for s in plan.top},
+            eta={s.zlabel: g["eta"].reshape(shape) for s, g in zip(plan.top, groups.values())},
+            shape=shape,
+        )
+        if "quad_error" in diagnostics:
+            err = [np.asarray(full(e, n), dtype=float) for e in diagnostics["quad_error"]]
+            res["quad_error"] = np.max(np.stack(err), axis=0).reshape(shape)
+        res["message"] = _message(res, ~solved, undefined, bindings, bound, opts)
+        if raise_on_failure and not res.success:
+            raise ConvergenceError(res["message"], res)
+        return res
+
+    def __call__(self, on_failure="raise", **bindings):
+        """The value at the bindings, an array of their broadcast shape.
+
+        ``on_failure="raise"`` (default) raises :class:`ConvergenceError` where
+        the equations could not be solved; ``"nan"`` returns NaN there
+        (``f.solve(...).converged`` tells which).
+        """
+        if on_failure not in ("raise", "nan"):
+            raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}")
+        return self.solve(raise_on_failure=(on_failure == "raise"), **bindings).value
+
+
+def _is_inf(v, be):
+    if v.dtype == object:
+        import mpmath
+        return np.asarray(np.frompyfunc(mpmath.isinf, 1, 1)(v), dtype=bool)
+    return np.isinf(v)
+
+
+def _message(res, unsolved, undefined, bindings, bound, opts):
+    n = bound.size
+    if not unsolved.any() and not undefined.any():
+        return f"converged at all {n} grid point(s)"
+    parts = []
+    if unsolved.any():
+        i = int(np.nonzero(unsolved)[0][0])
+        there = "; ".join(
+            [f"{k} = {np.ravel(v)[i]}" for k, v in res["x"].items()]
+            + [f"residual {k} = {np.ravel(v)[i]}" for k, v in res["residuals"].items()]
+            + [f"iterations ({k}) = {np.ravel(v)[i]}" for k, v in res["nit"].items()]
+            + ([f"quadrature error ≈ {np.ravel(res['quad_error'])[i]:.3g}"] if "quad_error" in res else []))
+        parts.append(f"not converged at {int(unsolved.sum())} of {n} grid point(s) (maxiter={opts['maxiter']}); "
+                     f"first at {_point(bindings, bound, i)}: {there}")
+    if undefined.any():
+        i = int(np.nonzero(undefined)[0][0])
+        parts.append(f"the value is NaN (undefined, e.g. 0/0) at {int(undefined.sum())} solved grid point(s), "
+                     f"first at {_point(bindings, bound, i)}")
+    return "; ".join(parts) + ". See .converged"
+
+
+def _residuals(plan, outs, n, shape):
+    res = {}
+    k = 0
+    for s in plan.top:
+        label = ",".join(u.name for u in s.unknowns)
+        for i, _ in enumerate(s.residuals):
+            res[f"{label}[{i}]"] = np.asarray(full(outs[k], n)).reshape(shape)
+            k += 1
+    return res
+
+
+def _point(bindings, bound, i):
+    """The grid bindings at flat index ``i``, for messages."""
+    idx = np.unravel_index(i, bound.shape) if bound.shape else ()
+    parts = []
+    for name, v in bindings.items():
+        a = np.asarray(v) if not isinstance(v, np.ndarray) else v
+        if name in bound.values and a.ndim and name not in bound.mats:
+            try:
+                parts.append(f"{name}={np.broadcast_to(a, bound.shape)[idx].item()}")
+            except ValueError:
+                pass
+    return f"index {tuple(int(j) for j in idx)}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def compile_equivalent(de, backend="numpy", dps=50):
+    """Compile a :class:`~symrmt.equivalence.result.DeterministicEquivalent`
+    (``de.compile``): returns a :class:`CompiledEquivalent`."""
+    return CompiledEquivalent(de, backend=backend, dps=dps)

@@ -1,0 +1,360 @@
+"""Numeric evaluation of lowered expressions over a grid of points.
+
+A :class:`Stage` evaluates a list of scalar SymPy expressions (already
+lowered by :mod:`.lower`) at many grid points at once. It first computes
+the contractions they use and then one lambdified function of everything.
+
+* :class:`~.lower.DiagSum` reductions of one space are fused into a single
+  lambdified function with common subexpressions shared (``s+κ`` is formed
+  once for ``Σ s/(s+κ)`` and ``Σ s/(s+κ)²``), evaluated on ``(points, 1) ×
+  (entries,)`` arrays and summed over the entries (weighted by multiplicity
+  when repeated eigenvalues were merged).
+* :class:`~.lower.Chain` contractions become one ``einsum`` whose operands
+  are diagonal factors ``(points, d)``, bound matrices ``(d, d)`` and dense
+  per-point blocks ``(points, d, d)``; e.g. ``Tr[f(Σ)Ag(Σ)B]`` is
+  ``einsum('zi,ij,zj,ji->z')``, which costs ``O(points·d²)``.
+* :class:`~.lower.Dense` blocks (inverses of non-diagonal sums …) use batched
+  dense linear algebra, in chunks of points to bound memory.
+
+Grid values in ``env`` are 1-D arrays over the active points; anything else
+is a scalar shared by all points.
+"""
+from __future__ import annotations
+
+import string
+
+import numpy as np
+import sympy as sp
+from sympy import Identity, Inverse, MatAdd, MatMul, MatPow, MatrixSymbol, Transpose, ZeroMatrix
+
+from .lower import Chain, Dense, Diag, DiagSum, Full
+
+_DENSE_CHUNK_ELEMENTS = 2 ** 24   # entries of (points, r, c) blocks held at once
+_BLOCK_ELEMENTS = 2 ** 14          # (points, entries) elements per block of a reduction
+
+
+def _is_grid(v):
+    return isinstance(v, np.ndarray) and v.ndim == 1
+
+
+def _col(v):
+    return v[:, None] if _is_grid(v) else v
+
+
+def _scalar_syms(expr):
+    """Scalars an expression needs per point: bindings, unknowns and contraction placeholders."""
+    return sorted((s for s in expr.free_symbols if not s.name.startswith("__e_")), key=str)
+
+
+def _placeholders(expr):
+    return {s for s in expr.free_symbols if s.name.startswith("__c")}
+
+
+def _depends_on(c):
+    """Placeholders a contraction's own expressions use (functionals inside coefficients)."""
+    if isinstance(c, DiagSum):
+        return _placeholders(c.expr)
+    out = set()
+    for f in c.factors:
+        if isinstance(f, Diag):
+            out |= _placeholders(f.expr)
+        elif isinstance(f, Dense):
+            out |= {s for s in f.expr.free_symbols if isinstance(s, sp.Symbol) and s.name.startswith("__c")}
+    return out
+
+
+def _entry_syms(expr):
+    return sorted((s for s in expr.free_symbols if s.name.startswith("__e_")), key=str)
+
+
+class _Fused:
+    """Elementwise functions of one space's entries, evaluated together."""
+
+    def __init__(self, backend, exprs, space):
+        self.space = space
+        self.entries = sorted({s for e in exprs for s in _entry_syms(e)}, key=str)
+        self.names = [s.name[4:] for s in self.entries]
+        self.scalars = sorted({s for e in exprs for s in _scalar_syms(e)}, key=str)
+        self.fn = backend.lambdify(self.entries + self.scalars, exprs)
+        self.backend = backend
+
+    def elementwise(self, env, bound, compress):
+        ent, w = bound.entries(self.space, self.names, compress=compress)
+        args = [ent[n] for n in self.names] + [_col(env[s.name]) for s in self.scalars]
+        return self.fn(*args), w
+
+    def sums(self, env, bound):
+        ent, w = bound.entries(self.space, self.names, compress=True)
+        ents = [ent[n] for n in self.names]
+        scal = [env[s.name] for s in self.scalars]
+        npts = next((len(v) for v in scal if _is_grid(v)), 0)
+        size = len(ents[0]) if ents else 1
+        block = max(1, _BLOCK_ELEMENTS // size)
+        if npts <= block or self.backend.name != "numpy":
+            return self._sums(ents, [_col(v) for v in scal], w)
+        # blocks of grid points whose (points, entries) temporaries stay in cache:
+        # several times faster than one pass over the whole (points, entries) array
+        parts = [self._sums(ents, [_col(v[lo:lo + block]) if _is_grid(v) else v for v in scal], w)
+                 for lo in range(0, npts, block)]
+        return [np.concatenate([np.broadcast_to(p[i], (min(block, npts - k * block),))
+                                for k, p in enumerate(parts)]) for i in range(len(parts[0]))]
+
+    def _sums(self, ents, scal, w):
+        out = []
+        for v in self.fn(*ents, *scal):
+            v = np.asarray(v)
+            out.append(v.sum(axis=-1) if w is None else v @ w if v.dtype != object else (v * w).sum(axis=-1))
+        return out
+
+
+class _DenseEval:
+    """Batched dense evaluation of a matrix expression."""
+
+    def __init__(self, backend, M):
+        self.backend = backend
+        self.M = M
+        self.coeffs = {}
+        self._prepare(M)
+
+    def _prepare(self, M):
+        if isinstance(M, MatMul):
+            c, mats = M.as_coeff_matrices()
+            if c != 1:
+                syms = _scalar_syms(c)
+                self.coeffs[M] = (syms, self.backend.lambdify(syms, [c]))
+            for a in mats:
+                self._prepare(a)
+        elif isinstance(M, (MatAdd, Inverse, MatPow, Transpose)):
+            for a in (M.args if not isinstance(M, (Inverse, MatPow)) else M.args[:1]):
+                if isinstance(a, sp.MatrixExpr):
+                    self._prepare(a)
+            if isinstance(M, MatPow) and not M.args[1].is_Integer and not M.args[1].is_Rational:
+                raise NotImplementedError(f"numerics: matrix power with symbolic exponent {M}")
+
+    def __call__(self, env, bound):
+        return self._eval(self.M, env, bound)
+
+    def _size(self, dim, bound):
+        dim = sp.sympify(dim)
+        if dim.is_number:
+            return int(dim)
+        return bound.sizes[dim]
+
+    def _eval(self, M, env, bound):
+        be = self.backend
+        if isinstance(M, MatrixSymbol):
+            kind, arr = bound.mats[M.name]
+            return dense_diag(arr) if kind == "diag" else arr
+        if isinstance(M, Identity):
+            n = self._size(M.shape[0], bound)
+            return _eye(n, be)
+        if isinstance(M, ZeroMatrix):
+            return np.zeros((self._size(M.shape[0], bound), self._size(M.shape[1], bound)))
+        if isinstance(M, MatAdd):
+            parts = [self._eval(a, env, bound) for a in M.args]
+            out = parts[0]
+            for p in parts[1:]:
+                out = out + p
+            return out
+        if isinstance(M, MatMul):
+            c, mats = M.as_coeff_matrices()
+            out = self._eval(mats[0], env, bound)
+            for a in mats[1:]:
+                out = out @ self._eval(a, env, bound)
+            if c != 1:
+                syms, fn = self.coeffs[M]
+                cv = fn(*[env[s.name] for s in syms])[0]
+                cv = cv[:, None, None] if _is_grid(cv) else cv
+                out = cv * out
+            return out
+        if isinstance(M, Inverse):
+            return be.inv(self._eval(M.arg, env, bound))
+        if isinstance(M, MatPow):
+            base, s = M.args
+            B = self._eval(base, env, bound)
+            if s.is_Integer:
+                P = B if s > 0 else be.inv(B)
+                out = P
+                for _ in range(abs(int(s)) - 1):
+                    out = out @ P
+                return out
+            # fractional power of a symmetric PSD matrix: through its eigenbasis
+            return _sym_power(B, s, be)
+        if isinstance(M, Transpose):
+            return np.swapaxes(self._eval(M.arg, env, bound), -1, -2)
+        raise NotImplementedError(f"numerics: cannot evaluate the matrix expression {M} densely")
+
+
+def _eye(n, be):
+    if getattr(be, "name", "") == "mpmath":
+        out = np.empty((n, n), dtype=object)
+        out[...] = be.const(0)
+        out[np.arange(n), np.arange(n)] = be.const(1)
+        return out
+    return np.eye(n)
+
+
+def _sym_power(B, s, be):
+    """``B^s`` for symmetric PSD ``B`` (stacked), through its eigenbasis."""
+    if B.dtype == object:
+        e = be.const(int(s.p)) / be.const(int(s.q))
+        out = np.empty_like(B)
+        for idx in np.ndindex(B.shape[:-2]):
+            w, U = be.eigh(B[idx])
+            w = np.array([max(v, 0 * v) ** e for v in w], dtype=object)
+            out[idx] = (U * w) @ U.T
+        return out
+    w, U = np.linalg.eigh(B)
+    w = np.clip(w, 0, None) ** float(s)
+    return (U * w[..., None, :]) @ np.swapaxes(U, -1, -2)
+
+
+class _ChainEval:
+    """One ``einsum`` for ``Tr``/``Form`` of a product of factors."""
+
+    def __init__(self, backend, chain: Chain):
+        self.backend = backend
+        self.chain = chain
+        letters = iter(string.ascii_lowercase.replace("z", ""))
+        subs, cur = [], None
+        first_rows = _shape(chain.factors[0])[0]
+        cur = next(letters) if first_rows != 1 else None
+        first = cur
+        for f in chain.factors:
+            r, c = _shape(f)
+            if isinstance(f, Diag):
+                subs.append(cur)
+                continue
+            row = cur if r != 1 else ""
+            cur = next(letters) if c != 1 else None
+            subs.append(row + (cur or ""))
+        if chain.cyclic and cur != first:
+            subs = [s.replace(cur, first) for s in subs]
+        self.subs = subs
+        self.diag = {}
+        self.dense = {}
+        for i, f in enumerate(chain.factors):
+            if isinstance(f, Diag):
+                self.diag[i] = _Fused(backend, [f.expr], f.space)
+            elif isinstance(f, Dense):
+                self.dense[i] = _DenseEval(backend, f.expr)
+        self._paths = {}
+
+    def __call__(self, env, bound):
+        npts = next((len(v) for v in env.values() if _is_grid(v)), None)
+        if self.dense and npts:
+            block = max(_block(self.chain.factors[i].expr, bound) for i in self.dense)
+            step = max(1, _DENSE_CHUNK_ELEMENTS // max(block, 1))
+            if step < npts:
+                parts = []
+                for lo in range(0, npts, step):
+                    sub = {k: (v[lo:lo + step] if _is_grid(v) else v) for k, v in env.items()}
+                    parts.append(np.broadcast_to(self._once(sub, bound), (min(step, npts - lo),)))
+                return np.concatenate(parts)
+        return self._once(env, bound)
+
+    def _once(self, env, bound):
+        ops, subs, batched = [], [], False
+        for i, f in enumerate(self.chain.factors):
+            s = self.subs[i]
+            if isinstance(f, Diag):
+                (v,), _ = self.diag[i].elementwise(env, bound, compress=False)
+                v = np.asarray(v)
+            elif isinstance(f, Full):
+                arr = bound.mats[f.name]
+                v = arr[1]
+                if arr[0] == "diag":
+                    v = dense_diag(v)
+                if f.transposed:
+                    v = v.T
+                v = v.reshape([n for n, keep in zip(v.shape, f.shape) if keep != 1] or [])
+                v = v if v.ndim else v.reshape(())
+            else:
+                v = np.asarray(self.dense[i](env, bound))
+                lead = v.ndim - 2
+                keep = [k for k, n in enumerate(f.shape) if n != 1]
+                v = v.reshape(v.shape[:lead] + tuple(v.shape[lead + k] for k in keep))
+            if v.ndim > len(s):
+                batched = True
+                s = "z" + s
+            ops.append(v)
+            subs.append(s)
+        spec = ",".join(subs) + ("->z" if batched else "->")
+        return self.backend.einsum(spec, *ops)
+
+
+def _block(M, bound):
+    size = 1
+    for dim in M.shape:
+        dim = sp.sympify(dim)
+        size *= int(dim) if dim.is_number else bound.sizes[dim]
+    return size
+
+
+def dense_diag(v):
+    """The diagonal matrix with diagonal ``v`` (float or mpmath object array)."""
+    out = np.zeros((len(v), len(v)), dtype=v.dtype)
+    if v.dtype == object:
+        out[...] = 0 * v[0]
+    out[np.arange(len(v)), np.arange(len(v))] = v
+    return out
+
+
+def _shape(f):
+    if isinstance(f, Diag):
+        return (2, 2)  # square, not 1
+    return tuple(1 if sp.sympify(n) == 1 else 2 for n in f.shape)
+
+
+class Stage:
+    """Evaluate lowered scalar expressions ``exprs`` at the points of ``env``.
+
+    ``contractions`` maps each contraction placeholder to its contraction
+    (from :class:`~.lower.Lowering`). Returns a list of arrays (or scalars
+    where an output does not vary over the points).
+    """
+
+    def __init__(self, backend, exprs, contractions: dict):
+        self.backend = backend
+        exprs = [sp.sympify(e) for e in exprs]
+        by_symbol = {v: k for k, v in contractions.items()}
+        # the contractions needed, with those they depend on, in waves of dependency depth
+        depth, todo = {}, sorted({s for e in exprs for s in _placeholders(e)}, key=str)
+        while todo:
+            sym = todo.pop()
+            if sym not in depth:
+                deps = _depends_on(by_symbol[sym])
+                missing = [d for d in deps if d not in depth]
+                if missing:
+                    todo += [sym] + missing
+                    continue
+                depth[sym] = 1 + max((depth[d] for d in deps), default=-1)
+        self.waves = []
+        for level in range(max(depth.values(), default=-1) + 1):
+            diag_by_space, chains = {}, []
+            for sym in sorted((s for s in depth if depth[s] == level), key=str):
+                c = by_symbol[sym]
+                if isinstance(c, DiagSum):
+                    diag_by_space.setdefault(c.space, []).append((sym, c.expr))
+                else:
+                    chains.append((sym, _ChainEval(backend, c)))
+            fused = [([s for s, _ in items], _Fused(backend, [e for _, e in items], space))
+                     for space, items in diag_by_space.items()]
+            self.waves.append((fused, chains))
+        self.args = sorted({s for e in exprs for s in _scalar_syms(e)}, key=str)
+        self.fn = backend.lambdify(self.args, exprs)
+
+    def __call__(self, env, bound):
+        if self.waves:
+            env = dict(env)
+        for fused, chains in self.waves:
+            for syms, f in fused:
+                for sym, v in zip(syms, f.sums(env, bound)):
+                    env[sym.name] = v
+            for sym, ch in chains:
+                env[sym.name] = ch(env, bound)
+        with self.backend.context():
+            return list(self.fn(*[env[s.name] for s in self.args]))
+
+
+__all__ = ["Stage", "dense_diag"]

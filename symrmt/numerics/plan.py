@@ -1,0 +1,140 @@
+"""A compiled evaluation plan for one binding signature, and its execution.
+
+The plan holds everything symbolic, done once: the lowered value, each
+group's residuals and Jacobian (:class:`~.system.GroupSystem`), and the
+quadrature of ``Integral`` nodes (:mod:`.quadrature`). Executing it is pure
+array work: solve every group at every grid point (real branch or complex
+continuation), then evaluate the value and the residuals in one pass.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from .kernels import Stage
+from .lower import Lowering
+from .quadrature import IntegralNode, find_integrals
+from .result import BindingError
+from .solvers import full, solve_complex, solve_real, take
+from .system import GroupSystem
+
+
+class Plan:
+    def __init__(self, de, backend, kinds):
+        self.backend = backend
+        self.lowering = Lowering(kinds)
+        self.int_vars = frozenset(v.name for I in sp.preorder_traversal(de.value)
+                                  if isinstance(I, sp.Integral) for v in I.variables)
+        self.systems = [GroupSystem(g, i, self.lowering, backend) for i, g in enumerate(de.groups)]
+        self.top = [s for s in self.systems if not self.level_of(s)]
+        self.value = ValueNode(de.value, self, frozenset(),
+                               extra=[r for s in self.top for r in s.residuals])
+
+    def level_of(self, system):
+        """Integration variables the group's spectral parameter depends on."""
+        return frozenset(v.name for v in system.z.free_symbols) & self.int_vars
+
+
+class ValueNode:
+    """An expression whose ``Integral`` nodes are placeholders evaluated by
+    quadrature; ``extra`` expressions (residuals) are evaluated alongside."""
+
+    def __init__(self, expr, plan, level, extra=()):
+        self.plan = plan
+        expr, found = find_integrals(sp.sympify(expr))
+        self.integrals = [IntegralNode(I, sym, plan, level) for sym, I in found]
+        low = plan.lowering.lower_expr
+        self.stage = Stage(plan.backend, [low(expr)] + [low(e) for e in extra], plan.lowering.contractions)
+
+    def evaluate(self, env, bound, n, opts, diagnostics, with_extra=False):
+        ok = np.ones(n, dtype=bool)
+        if self.integrals:
+            env = dict(env)
+            for node in self.integrals:
+                v, good = node.evaluate(env, bound, n, opts, diagnostics)
+                env[node.symbol.name] = v
+                ok &= good
+        out = self.stage(env, bound)
+        return (out if with_extra else out[0]), ok
+
+
+def solve_groups(systems, env, bound, n, opts):
+    """Solve ``systems`` at the ``n`` points of ``env`` (updated in place).
+
+    Returns ``{group label: dict(nit, converged, z, eta)}``.
+    """
+    diag = {}
+    for s in systems:
+        z = s.z_values(env, bound, n)
+        unknowns, nit, conv, z_used, eta = _solve_one(s, env, bound, z, n, opts)
+        for name, v in unknowns.items():
+            env[name] = v
+        env[s.zname] = z_used
+        if z_used is not z and (z_used != z).any():
+            # the value is evaluated at the z actually used, through the binding it comes from;
+            # a z built from several bindings (a contour z(θ)) keeps them: an O(η) inconsistency
+            inv = s.binding_for_z(z_used)
+            if inv is not None:
+                env[inv[0]] = full(inv[1], n)
+        diag[",".join(u.name for u in s.unknowns)] = dict(nit=nit, converged=conv, z=z_used, eta=eta)
+    return diag
+
+
+def _solve_one(s, env, bound, z, n, opts):
+    be = s.backend
+    if be.is_complex(z):
+        im, re = np.asarray(be.imag(z)), np.asarray(be.real(z))
+        real_pts = (im == 0) & (re > 0)
+    else:
+        bad = z < 0
+        if bad.any():
+            i = int(np.nonzero(bad)[0][0])
+            raise BindingError(
+                f"binding {s.zlabel!r}: the real branch needs {s.zlabel} > 0, got {z[i]} at grid index {i}; "
+                f"for a spectral parameter z = x + iη bind a complex value (λ = −z)")
+        real_pts = np.ones(n, dtype=bool)
+    cplx = not real_pts.all()
+    unknowns = {u.name: None for u in s.unknowns}
+    nit = np.zeros(n, dtype=int)
+    conv = np.zeros(n, dtype=bool)
+    z_used = z
+    eta = np.zeros(n)
+    if real_pts.any():
+        idx = np.nonzero(real_pts)[0]
+        zr = be.real(z[idx]) if cplx or be.is_complex(z) else z[idx]
+        zr = np.asarray(zr) if zr.dtype != object else zr
+        u, it, ok = solve_real(s, take(env, idx), bound, zr, opts)
+        _scatter(unknowns, u, idx, n, cplx or be.is_complex(z), be)
+        nit[idx], conv[idx] = it, ok
+    if cplx:
+        idx = np.nonzero(~real_pts)[0]
+        ec = take(env, idx)
+        scale = full(s.scale(ec, bound), len(idx))
+        floor = opts["eta"] * np.asarray(scale, dtype=float)
+        zc = z[idx]
+        im = np.asarray(be.imag(zc), dtype=float)
+        need = np.abs(im) < floor
+        if need.any():
+            # λ = −z: z = x + iη with η > 0 means Im λ < 0; a real λ < 0 gets Im λ = −η
+            sign = np.where(im > 0, 1.0, -1.0)
+            zc = zc.copy()
+            zc[need] = be.real(zc[need]) + be.const(1j) * be.const(1.0) * (sign * floor)[need]
+            z_used = z.copy()
+            z_used[idx] = zc
+        u, it, ok = solve_complex(s, ec, bound, zc, floor, opts)
+        _scatter(unknowns, u, idx, n, True, be)
+        nit[idx], conv[idx] = it, ok
+        eta[idx] = -np.asarray(be.imag(zc), dtype=float)
+    return unknowns, nit, conv, z_used, eta
+
+
+def _scatter(unknowns, u, idx, n, complex_, be):
+    for name, v in u.items():
+        if unknowns[name] is None:
+            if v.dtype == object:
+                arr = np.empty(n, dtype=object)
+                arr[...] = be.const(complex("nan")) if complex_ else be.const(float("nan"))
+            else:
+                arr = np.full(n, np.nan, dtype=complex if complex_ else float)
+            unknowns[name] = arr
+        unknowns[name][idx] = v

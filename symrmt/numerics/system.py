@@ -1,0 +1,146 @@
+"""One group of unknowns, prepared for the solvers (symbolic work done once).
+
+For a group with unknowns ``u`` and equations ``lhs_i = rhs_i`` the residuals
+are ``F_i = lhs_i − rhs_i`` with the group's spectral parameter ``z``
+replaced by a placeholder (so that the solvers can move ``z`` off the real
+axis, or along a continuation path), and the Jacobian ``J_ij = ∂F_i/∂u_j``
+is differentiated by SymPy (``Tr``/``Form`` differentiate through symrmt's
+matrix derivative). Everything is lowered to contractions and lambdified
+into :class:`~.kernels.Stage` objects.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from ..objects.functionals import Tr
+from ..objects.matrices import Covariance
+from .kernels import Stage
+
+
+class GroupSystem:
+    def __init__(self, group, index, lowering, backend):
+        self.group = group
+        self.backend = backend
+        self.kind = group.kind
+        self.unknowns = tuple(group.unknowns)
+        if self.kind not in ("wishart", "separable"):
+            raise NotImplementedError(f"numerics: unknown group kind {self.kind!r}")
+        if self.kind == "wishart" and len(self.unknowns) != 1:
+            raise ValueError(f"a 'wishart' group has one unknown, got {self.unknowns}")
+        if self.kind == "separable":
+            if len(self.unknowns) != 2:
+                raise ValueError(f"a 'separable' group has two unknowns (κ, ν), got {self.unknowns}")
+            if not isinstance(group.K, Covariance) or group.m is None:
+                raise NotImplementedError("numerics: a 'separable' group needs K as an sr.Covariance and m")
+        z = sp.sympify(group.z)
+        zsym = sp.Symbol(f"__z{index}")
+        self.zname, self.zlabel, self.z = zsym.name, sp.sstr(z), z
+        F = [(e.lhs.subs(z, zsym) - e.rhs.subs(z, zsym)) for e in group.equations]
+        if not any(zsym in f.free_symbols for f in F) and z.free_symbols:
+            raise ValueError(f"the equations of the group {self.unknowns} do not contain its "
+                             f"spectral parameter z = {z} literally")
+        if len(F) != len(self.unknowns):
+            raise ValueError(f"group {self.unknowns}: {len(F)} equations for {len(self.unknowns)} unknowns")
+        self.residuals = F
+        J = [sp.diff(f, u) for f in F for u in self.unknowns]
+        Sigma = group.Sigma
+        df = group.df()
+        self.sizes_exprs = [sp.sympify(m) for m in group.sizes]
+        low = lowering.lower_expr
+        cons = lowering.contractions
+
+        def stage(exprs):
+            lowered = [low(sp.sympify(e)) for e in exprs]
+            return Stage(backend, lowered, cons)
+
+        self.newton = stage(F + J + [df])
+        self.df_only = stage([df])
+        self.zstage = stage([z])
+        self.sigma = Sigma if isinstance(Sigma, Covariance) else None
+        if self.kind == "wishart":
+            self.setup = stage([Tr(Sigma), *self.sizes_exprs])
+            self.complex_names = [self.unknowns[0].name]
+            self.complex_newton = self.newton
+        else:
+            K, nu = group.K, self.unknowns[1]
+            n_id = sp.Identity(K.shape[0])
+            dfK = Tr(K * (K + nu * n_id).inverse())
+            self.inner = stage([dfK, sp.diff(dfK, nu)])
+            self._setup = stage([Tr(Sigma), group.m, Tr(K), *self.sizes_exprs])
+            self.setup = self._separable_setup
+            # Complex z: Newton in (κ, u = 1/ν) on the kind's canonical equations
+            #   Tr[uK(uK+1)⁻¹] = df(κ),   κ Π_j(1 − df/m_j) · Tr[K(uK+1)⁻¹] = m z,
+            # smooth where df(κ) crosses 0 (ν → ∞) inside gaps of a spiky spectrum,
+            # where the (κ, ν) form has a pole and Newton stalls.
+            u = sp.Symbol(f"__u{index}")
+            k = self.unknowns[0]
+            prod = sp.Mul(*[(1 - df / m) for m in self.sizes_exprs])
+            E = [Tr(u * K * (u * K + n_id).inverse()) - df,
+                 k * prod * Tr(K * (u * K + n_id).inverse()) - group.m * zsym]
+            self.complex_names = [k.name, u.name]
+            self.complex_newton = stage(E + [sp.diff(e, v) for e in E for v in (k, u)])
+        self._inverse_z = None
+        if len(z.free_symbols) == 1:
+            (s,) = z.free_symbols
+            w, free = sp.Symbol("__w"), sp.Dummy(s.name)   # drop s's sign assumptions
+            sol = sp.solve(sp.Eq(w, z.xreplace({s: free})), free)
+            if len(sol) == 1:
+                self._inverse_z = (s.name, backend.lambdify([w], [sol[0]]))
+
+    # ------------------------------------------------------------ numbers
+    def _separable_setup(self, env, bound):
+        trS, m, trK, *ms = self._setup(env, bound)
+        kind, arr = bound.mats[self.group.K.name]
+        if kind != "diag":
+            raise NotImplementedError("numerics: K must be diagonalisable in the common basis")
+        rank = int(np.count_nonzero(arr > 0))
+        return [trS, m, trK, self.backend.const(float(rank)), *ms]
+
+    def scale(self, env, bound):
+        """Spectral scale of ``Σ̂``: ``max eig Σ · Π_j (1 + √(d/m_j))²`` (× ``max eig K``)."""
+        be = self.backend
+        setup = self.setup(env, bound)
+        if self.sigma is not None and bound.mats.get(self.sigma.name, ("",))[0] == "diag":
+            smax = bound.mats[self.sigma.name][1].max()
+        else:
+            smax = setup[0]          # Tr Σ ≥ its largest eigenvalue
+        d = bound.sizes.get(self.group.Sigma.shape[0]) or 1
+        ms = setup[1:] if self.kind == "wishart" else setup[4:]
+        s = smax
+        for m in ms:
+            s = s * (1 + (be.const(float(d)) / m) ** 0.5) ** 2
+        if self.kind == "separable":
+            m = setup[1]
+            kmax = bound.mats[self.group.K.name][1].max()
+            s = s * kmax * (1 + (be.const(float(d)) / m) ** 0.5) ** 2
+        return s
+
+    def complex_unknowns(self, U):
+        """The group's unknowns from the complex Newton variables."""
+        return list(U) if self.kind == "wishart" else [U[0], 1 / U[1]]
+
+    def initial_guess(self, env, bound, z0):
+        """Start of the complex Newton at large ``|z|``: ``κ ≈ z + Tr Σ Σ_j 1/m_j``
+        (and ``u = 1/ν ≈ df(κ)/Tr K``)."""
+        setup = self.setup(env, bound)
+        n = len(z0)
+        if self.kind == "wishart":
+            trS, *ms = [np.broadcast_to(np.asarray(v), (n,)) for v in setup]
+            return [z0 + trS * sum((1 / m for m in ms), 0 * z0)]
+        trS, m, trK, _, *ms = [np.broadcast_to(np.asarray(v), (n,)) for v in setup]
+        k0 = z0 * m / trK + trS / m + trS * sum((1 / mj for mj in ms), 0 * z0)
+        e = dict(env)
+        e[self.unknowns[0].name] = k0
+        df = np.broadcast_to(np.asarray(self.df_only(e, bound)[0]), (n,))
+        return [k0, df / trK]
+
+    def z_values(self, env, bound, n):
+        return np.broadcast_to(np.asarray(self.zstage(env, bound)[0]), (n,)).copy()
+
+    def binding_for_z(self, z_used):
+        """``(name, values)`` of the binding giving spectral parameter ``z_used``, if invertible."""
+        if self._inverse_z is None:
+            return None
+        name, fn = self._inverse_z
+        return name, fn(z_used)[0]
