@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 
-import sympy as sp
 
 
 def main(argv=None) -> int:
