@@ -1,9 +1,9 @@
 """symrmt: deterministic equivalents of random-matrix expressions —
 derived symbolically, compiled to fast solvers, checked against Monte Carlo.
 """
-from .objects import (Covariance, Deterministic, Form, GaussianData, GaussianNoise, I,
-                      RandomFeatures, Tr, Vector, cov, dims, ntr, power, sample_covariance,
-                      sample_mean, scalar, sqrt, var)
+from .objects import (Covariance, Deterministic, Form, GaussianData, GaussianNoise, I, Norm,
+                      RandomFeatures, Tr, Vector, cov, dims, matrix_function, ntr, power,
+                      sample_covariance, sample_mean, scalar, sqrt, var)
 
 from .equivalence import DeterministicEquivalent, deterministic_equivalent
 from .montecarlo import MonteCarloResult, MonteCarloSeries, evaluate_draw, monte_carlo

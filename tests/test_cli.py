@@ -103,9 +103,10 @@ def test_run_lists_recipes_and_rejects_unknown():
     assert_user_error(symrmt("run", "no_such_recipe"), "unknown recipe 'no_such_recipe'")
 
 
-def test_demo_and_help():
-    out = symrmt("demo")
-    assert out.returncode == 0 and "kappa" in out.stdout
+def test_demo_and_help(tmp_path):
+    out = symrmt("demo", "--quick", "--out", str(tmp_path))
+    assert out.returncode == 0 and "comparisons within" in out.stdout
+    assert (tmp_path / "report.md").exists()
     out = symrmt("--help")
     assert out.returncode == 0 and "examples:" in out.stdout and "derive" in out.stdout
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..rewrite import canonical
-from ..rewrite.letters import Bare, Fn, Res, word_sources
+from ..rewrite.letters import An, Bare, Fn, Res, word_sources
 from ..rewrite.wick import check_mean_independence, wick
 from . import rules
 
@@ -107,7 +107,7 @@ def cov_core(engine, w1, w2):
 
 
 def _linear_letter(word, core):
-    idx = [i for i, l in enumerate(word) if isinstance(l, (Res, Bare, Fn)) and l.core == core]
+    idx = [i for i, l in enumerate(word) if isinstance(l, (Res, Bare, Fn, An)) and l.core == core]
     if len(idx) != 1:
         raise NotImplementedError(
             f"covariance needs statistics linear in each sample covariance; {core} appears {len(idx)} times")
@@ -118,12 +118,12 @@ def _cov_canon(engine, v1, v2):
     shared = word_sources(v1) & word_sources(v2)
     if not shared:
         return sp.S.Zero
-    core = next(l.core for l in v1 if isinstance(l, (Res, Bare, Fn)) and (l.core.sources & shared))
+    core = next(l.core for l in v1 if isinstance(l, (Res, Bare, Fn, An)) and (l.core.sources & shared))
     if core.chain:
         raise NotImplementedError(f"covariances with random features ({core}) are not implemented")
     i, j = _linear_letter(v1, core), _linear_letter(v2, core)
     for v, k in ((v1, i), (v2, j)):
-        if isinstance(v[k], Fn):  # linear in the resolvents under an integral
+        if isinstance(v[k], (Fn, An)):  # linear in the resolvents under an integral
             return _cov_fn(engine, v1, v2, v is v1, k)
     engine._check_alone(v1, core)
     engine._check_alone(v2, core)
@@ -153,9 +153,10 @@ def _cov_fn(engine, v1, v2, first, k):
         for c, w in _canon(engine, word):
             total += c * (_cov_canon(engine, w, v2) if first else _cov_canon(engine, v1, w))
         return total
-    total = sp.Add(*[c * cov_of(v[:k] + ls + v[k + 1:]) for c, ls in consts])
-    integrand = sp.Add(*[c * cov_of(v[:k] + ls + v[k + 1:]) for c, ls in integral])
-    return total + sp.Integral(integrand, (theta, 0, sp.pi / 2))
+    with engine.contour_of(v1 + v2, v[k]) as real:
+        total = sp.Add(*[c * cov_of(v[:k] + ls + v[k + 1:]) for c, ls in consts])
+        integrand = sp.Add(*[c * cov_of(v[:k] + ls + v[k + 1:]) for c, ls in integral])
+    return real(total + sp.Integral(integrand, (theta, 0, spectral_fn.upper_limit(v[k]))))
 
 
 def _side_at(engine, letter):

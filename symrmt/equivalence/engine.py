@@ -8,6 +8,7 @@ time replaced by its equivalent (``rules``) → SymPy value and equations.
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 
 import sympy as sp
 from sympy import Identity, MatMul
@@ -17,7 +18,7 @@ from ..objects.matrices import GaussianData, RandomFeatures, random_symbols
 from ..objects.ops import Cov, Var, as_scalar
 from ..rewrite import canonical
 from ..rewrite.expand import expand
-from ..rewrite.letters import Bare, Det, Fn, Rand, Res, word_matrix, word_sources
+from ..rewrite.letters import An, Bare, Det, Fn, Rand, Res, word_matrix, word_sources
 from ..rewrite.wick import check_mean_independence, split_means, wick
 from . import rules, spectral_fn
 from .laws import Registry
@@ -39,6 +40,7 @@ class Engine:
         self.reg = Registry()
         self.variance_mode = variance_mode
         self.notes = []
+        self.contours = 0       # depth of contour integrals being derived
 
     # ------------------------------------------------------------ atoms
     def atom_words(self, atom):
@@ -66,7 +68,7 @@ class Engine:
 
     def word_value(self, word):
         word = canonical.drop_identities(word)
-        if any(isinstance(l, Fn) for l in word):
+        if any(isinstance(l, (Fn, An)) for l in word):
             st = canonical.step(word, strict_tags=self.variance_mode)
             if st is not None:
                 return sp.Add(*[c * self.word_value(w) for c, w in st])
@@ -76,14 +78,30 @@ class Engine:
     def fn_value(self, word):
         """A spectral function as an integral over resolvents: the
         equivalents apply under the integral sign (MATH.md)."""
-        i = next(k for k, l in enumerate(word) if isinstance(l, Fn))
+        i = next(k for k, l in enumerate(word) if isinstance(l, (Fn, An)))
         self._check_alone_fn(word, word[i])
         theta = spectral_fn.new_theta(len(self.thetas))
         self.thetas.append(theta)
         consts, integral = spectral_fn.representation(word[i], theta)
-        total = sp.Add(*[c * self.word_value(word[:i] + ls + word[i + 1:]) for c, ls in consts])
-        integrand = sp.Add(*[c * self.word_value(word[:i] + ls + word[i + 1:]) for c, ls in integral])
-        return total + sp.Integral(integrand, (theta, 0, sp.pi / 2))
+        with self.contour_of(word, word[i]) as real:
+            total = sp.Add(*[c * self.word_value(word[:i] + ls + word[i + 1:]) for c, ls in consts])
+            integrand = sp.Add(*[c * self.word_value(word[:i] + ls + word[i + 1:]) for c, ls in integral])
+        return real(total + sp.Integral(integrand, (theta, 0, spectral_fn.upper_limit(word[i]))))
+
+    @contextmanager
+    def contour_of(self, word, letter):
+        """Track nested contour integrals; yields the map applied to the
+        result: ``re`` for the outermost contour integral of a real word (the
+        integral is real, its imaginary part rounding), identity otherwise
+        (an inner integral is complex: the outer contour's resolvent is in
+        its integrand)."""
+        analytic = isinstance(letter, An)
+        self.contours += analytic
+        outer = analytic and self.contours == 1 and _real_word(word)
+        try:
+            yield (sp.re if outer else (lambda v: v))
+        finally:
+            self.contours -= analytic
 
     def _check_alone_fn(self, word, letter):
         if letter.core.chain:
@@ -126,6 +144,15 @@ class Engine:
                 i, l = mine[0]
                 return rules.chain_sandwich(word, i, self.reg.side(core, l.z), l.z, core)
             bares = [i for i, l in enumerate(word) if isinstance(l, Bare) and l.core == core]
+            if len(mine) == 1 and len(bares) == 1 and abs(bares[0] - mine[0][0]) in (1, len(word) - 1):
+                # Σ̂ (Σ̂+z)⁻¹ = I − z(Σ̂+z)⁻¹ ≃ I − κ(Σ+κ)⁻¹ = Σ(Σ+κ)⁻¹, kept in the stable form
+                i, j = sorted((bares[0], mine[0][0]))
+                side = self.reg.side(core, mine[0][1].z)
+                A = side.A
+                P = Det(A * (A + side.kA * Identity(A.shape[0])).inverse())
+                if (i, j) == (0, len(word) - 1):
+                    return [(sp.S.One, ((P,) + word[1:-1],))]
+                return [(sp.S.One, (word[:i] + (P,) + word[j + 1:],))]
             if bares:
                 raise NotImplementedError(
                     f"sample covariance {core} appears apart from its resolvent in {canonical_str(word)}")
@@ -171,6 +198,22 @@ class Engine:
             if isinstance(l, Rand) and l.sym.uid in src and not (core.chain and l.sym in core.chain):
                 raise NotImplementedError(
                     f"{l} appears outside the sample covariance of {core} in {canonical_str(word)}")
+
+
+def _real_word(word):
+    """Whether every scalar the word's random letters carry is real (then so
+    is the trace of a real function of the cores)."""
+    parts = []
+    for l in word:
+        if isinstance(l, Res):
+            parts.append(sp.sympify(l.z))
+        elif isinstance(l, Fn):
+            parts += [sp.sympify(v) for f in l.factors for v in f]
+        elif isinstance(l, An):
+            parts += [l.g.expr, *(l.contour or ())]
+    bound = {v for l in word if isinstance(l, An) for v in l.g.variables}
+    return all(not p.has(sp.I) and all(s.is_real for s in p.free_symbols - bound if isinstance(s, sp.Symbol))
+               for p in parts)
 
 
 def _expand_tagged(M):

@@ -1,7 +1,9 @@
 """Light, safe tidying of derived values.
 
 Spectral functionals are frozen as symbols, the value is expanded,
-collected by products of functionals and each coefficient factored. The
+collected by products of functionals and each coefficient factored.
+Contour integrals (``re(∮ …)``, analytic matrix functions) are frozen whole:
+expanding ``g(z(θ))``, e.g. ``(1 − η z(θ))^t``, would blow up and lose digits. The
 result is kept only if it is not longer than the input; the tidy form is
 always mathematically identical (no identity between functionals is used).
 """
@@ -13,6 +15,12 @@ from ..objects import Form, Tr
 
 
 def tidy(value):
+    contours = {e for e in sp.preorder_traversal(value)
+                if isinstance(e, sp.re) or (isinstance(e, sp.Integral) and e.limits[-1][2] == 2 * sp.pi)}
+    if contours:
+        frozen = {e: sp.Dummy(f"c{i}") for i, e in enumerate(sorted(contours, key=sp.default_sort_key))}
+        out = tidy(value.xreplace(frozen))
+        return out.xreplace({v: k for k, v in frozen.items()})
     atoms = sorted(value.atoms(Tr, Form), key=sp.default_sort_key)
     if not atoms:
         return sp.factor(sp.together(value)) if value.free_symbols else value

@@ -9,6 +9,13 @@ compiled quadrature sees a finite interval:
   2(b−a) sin^{2q+1}θ cos^{1−2q}θ (x + a + (b−a) sin²θ)⁻¹ dθ`` — the branch
   cut ``[−b, −a]`` parametrised so the integrand is smooth; valid for either
   order of ``a`` and ``b``.
+* an analytic ``g`` (``An`` letter): the Cauchy integral
+  ``g(x) = ∮ g(z)(z − x)⁻¹ dz/2πi`` with ``(z − x)⁻¹ = −(x − z)⁻¹``, i.e. the
+  resolvent at ``λ = −z``, on the circle ``z(θ) = c₀ + r e^{iθ}``,
+  ``θ ∈ [0, 2π]``: weight ``−(r/2π) e^{iθ} g(z(θ))``. By default the circle
+  encloses ``[0, x₊]`` with ``x₊ = ‖Σ‖‖K‖(1 + √(d/m))²`` ≥ the edge of the
+  limiting spectrum: ``c₀ = x₊/2``, ``r = 0.6 x₊`` (it crosses the real
+  axis at ``−0.1x₊`` and ``1.1x₊``).
 
 Each returns ``(constant part, integral part)`` so the engine can apply the
 one-/two-point equivalents under the integral sign.
@@ -19,7 +26,7 @@ import sympy as sp
 from sympy import Identity
 
 from ..rewrite.canonical import integer_letters
-from ..rewrite.letters import Det, Res
+from ..rewrite.letters import An, Det, Res
 
 
 def representation(letter, theta):
@@ -27,6 +34,8 @@ def representation(letter, theta):
     ``consts`` a list of ``(coeff, letters)`` and ``integral`` either ``None``
     or ``(weight(θ), letters_with_resolvent)``; the function equals
     ``Σ coeff·letters + ∫₀^{π/2} weight · letters dθ``."""
+    if isinstance(letter, An):
+        return [], contour(letter, theta)
     core, factors = letter.core, letter.factors
     frac = [(a, s) for a, s in factors if not sp.sympify(s).is_integer]
     ints = [(a, s) for a, s in factors if sp.sympify(s).is_integer]
@@ -51,6 +60,21 @@ def representation(letter, theta):
     raise NotImplementedError(
         f"spectral function {letter}: only a single fractional power (x+a)^s or a ratio "
         "((x+a)/(x+b))^q (times integer powers) has an integral representation here")
+
+
+def upper_limit(letter):
+    """The integration variable runs over ``[0, upper_limit]``."""
+    return 2 * sp.pi if isinstance(letter, An) else sp.pi / 2
+
+
+def contour(letter, theta):
+    """``[(weight(θ), (Res(core, −z(θ)),))]`` for the ``An`` letter, on its
+    circle (``An.circle``)."""
+    c0, r = letter.circle()
+    e = sp.exp(sp.I * theta)
+    z = c0 + r * e
+    w = -r / (2 * sp.pi) * e * letter.g(z)
+    return [(w, (Res(letter.core, -z),))]
 
 
 def new_theta(i):

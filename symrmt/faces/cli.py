@@ -162,7 +162,8 @@ def cmd_run(args):
 
 def cmd_demo(args):
     from symrmt.faces.demo import main
-    return main(args.rest) or 0
+    argv = (["--quick"] if args.quick else []) + (["--out", args.out] if args.out else [])
+    return main(argv) or 0
 
 
 # ---------------------------------------------------------------- parser
@@ -213,8 +214,9 @@ def build_parser():
     r.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the recipe")
     r.set_defaults(func=cmd_run)
 
-    m = sub.add_parser("demo", help="derive and print the basic one-point equivalents")
-    m.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    m = sub.add_parser("demo", help="the main job: derive, solve and verify ridge and diffusion equivalents, write a report ([--quick] [--out DIR])")
+    m.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    m.add_argument("--out", default=None, help="report folder (default reports/demo)")
     m.set_defaults(func=cmd_demo)
     return p
 

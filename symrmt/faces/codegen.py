@@ -22,7 +22,7 @@ import sympy as sp
 from sympy import Identity, Inverse, MatAdd, MatMul, MatPow, MatrixSymbol, Transpose, ZeroMatrix
 from sympy.printing.numpy import NumPyPrinter
 
-from ..objects import Form, Tr
+from ..objects import Form, MatrixFunction, Norm, Tr
 from ..objects.matrices import Covariance, SymrmtMatrix, Vector
 from .runtime import source
 
@@ -43,6 +43,11 @@ def to_python(de) -> str:
             text = sp.sstr(node)
             raise NotImplementedError("to_python: integral representations are not supported yet: "
                                       + (text if len(text) < 160 else text[:157] + "..."))
+    for e in [de.value] + [sp.sympify(x) for g in de.groups for x in (*g.equations, g.z)]:
+        for node in sp.preorder_traversal(e):
+            if isinstance(node, (Norm, MatrixFunction)):
+                raise NotImplementedError(f"to_python: {type(node).__name__} ({sp.sstr(node)}) is not "
+                                          "supported in generated code; use de.compile()")
     spec = _spec(de)
     gen = _Functions()
     body = [gen.groups(de), gen.equations(de), gen.value(de)]

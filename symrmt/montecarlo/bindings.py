@@ -55,6 +55,8 @@ def collect(expr):
     """Dimensions, scalar symbols, deterministic and random matrix symbols
     appearing anywhere in ``expr`` (including inside random objects' laws)."""
     dims, symbols, det, rand = {}, {}, {}, set()
+    bound_vars = {v for node in sp.preorder_traversal(expr) if isinstance(node, sp.Lambda)
+                  for v in node.variables}     # a matrix function's variable is not bound
     for node in sp.preorder_traversal(expr):
         if isinstance(node, MatrixExpr):
             for s in node.shape:
@@ -65,7 +67,7 @@ def collect(expr):
                 rand.add(node)
             else:
                 _register(det, node.name, node, "matrix")
-        elif isinstance(node, sp.Symbol):
+        elif isinstance(node, sp.Symbol) and node not in bound_vars:
             _register(symbols, node.name, node, "symbol")
     scalars = {k: v for k, v in symbols.items() if k not in dims}
     for k in scalars:

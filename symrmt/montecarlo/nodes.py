@@ -83,6 +83,16 @@ class STrace(Node):
         return V.trace(self.child(ctx))
 
 
+class SNorm(Node):
+    """``‖M‖``: the largest eigenvalue of a symmetric PSD matrix."""
+
+    def __init__(self, child):
+        self.child = child
+
+    def compute(self, ctx):
+        return V.largest_eigenvalue(self.child(ctx))
+
+
 # ---------------------------------------------------------------- matrices
 class MConst(Node):
     """A deterministic matrix bound by name."""
@@ -175,6 +185,20 @@ class MFracPower(Node):
         if not s.ndim and np.isfinite(s) and float(s) == int(float(s)):
             return V.int_power(self.child(ctx), int(float(s)))
         return V.frac_power(self.child(ctx), s, self.what)
+
+
+class MFunction(Node):
+    """``f(B)`` for symmetric ``B``: ``f`` on the eigenvalues of ``B`` (in its
+    eigenbasis, so a grid of parameters of ``f`` costs one decomposition).
+    ``fns``: ``f``, and for a removable singularity the cancelled form and
+    the cancelled factor ``q`` (see ``values.eigen_apply``)."""
+
+    def __init__(self, child, fns, params, what):
+        self.child, self.fns, self.params, self.what = child, fns, params, what
+
+    def compute(self, ctx):
+        ps = [p(ctx) for p in self.params]
+        return V.function(self.child(ctx), lambda e: V.eigen_apply(self.fns, e, ps), self.what)
 
 
 class MSpectral(Node):

@@ -1,8 +1,8 @@
 """Compile the user's SymPy expression into evaluation nodes (once per
 process), and evaluate them on one draw.
 
-Spectral cores: for every ``(C + c·I)⁻¹`` and real power ``(C + c·I)^s`` the
-non-identity part ``C`` is a *core*. Every occurrence of a core — also as a
+Spectral cores: for every ``(C + c·I)⁻¹``, real power ``(C + c·I)^s`` and
+matrix function ``f(C + c·I)`` the non-identity part ``C`` is a *core*. Every occurrence of a core — also as a
 run of factors inside a product, as in ``(1/n)XᵀX·(XᵀX/n + λI)⁻¹``, or as
 part of a sum — is evaluated as ``Diag(e, V)`` in its eigenbasis, so shifts,
 inverses and powers act on the eigenvalues ``e``, for the whole grid of
@@ -19,9 +19,9 @@ from sympy import (Identity, Inverse, MatAdd, MatMul, MatPow, MatrixSymbol, OneM
                    ZeroMatrix)
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
-from ..objects.functionals import Form, Tr
+from ..objects.functionals import Form, Norm, Tr
 from ..objects.matrices import GaussianNoise, SampleCovariance, SampleMean, Vector
-from ..objects.ops import Cov, Var
+from ..objects.ops import Cov, MatrixFunction, Var, removable_form
 from . import nodes as N
 from .bindings import collect
 from .plan import make_plan
@@ -92,6 +92,8 @@ class Program:
                 base = node.arg
             elif isinstance(node, MatPow) and not (node.args[1].is_Integer and node.args[1] > 0):
                 base = node.args[0]
+            elif isinstance(node, MatrixFunction):
+                base = node.arg
             if base is not None:
                 core, _ = split_shift(base)
                 if core:
@@ -141,9 +143,9 @@ class Program:
             if e.name in self.bound.dims:
                 return N.SConst(float(self.bound.dims[e.name]))
             return N.SSym(e.name, e.name in self.batched_names)
-        if isinstance(e, (Tr, Form, sp.Trace)):
+        if isinstance(e, (Tr, Form, sp.Trace, Norm)):
             child = self.matrix(e.arg)
-            node = N.STrace(child)
+            node = N.SNorm(child) if isinstance(e, Norm) else N.STrace(child)
             node.random, node.batched = child.random, child.batched
             return node
         if isinstance(e, (Var, Cov)):
@@ -205,8 +207,26 @@ class Program:
             node.random = node.child.random or exp_node.random
             node.batched = node.child.batched or exp_node.batched
             return node
+        if isinstance(M, MatrixFunction):
+            return self._function(M)
         raise NotImplementedError(f"monte_carlo: cannot evaluate the matrix expression {M} "
                                   f"({type(M).__name__})")
+
+    def _function(self, M):
+        """``f(B)``: ``f`` lambdified over the eigenvalues of ``B`` and its
+        scalar parameters; near a removable singularity (``0/0``, e.g.
+        ``(1 − (1 − ηx)^t)/x`` at ``x = 0``) the cancelled form is used."""
+        x, body = M.function.variables[0], M.function.expr
+        params = sorted(body.free_symbols - {x}, key=lambda s: s.name)
+        fns = [sp.lambdify([x] + params, body, modules="numpy")]
+        regular = removable_form(M.function)
+        if regular is not None:
+            fns += [sp.lambdify([x] + params, e, modules="numpy") for e in regular]
+        children = [self.scalar(s) for s in params]
+        node = N.MFunction(self.matrix(M.arg), fns, children, what=f"matrix function {M}")
+        node.random = node.child.random or any(c.random for c in children)
+        node.batched = node.child.batched or any(c.batched for c in children)
+        return node
 
     def _wrap(self, node):
         node.random, node.batched = node.child.random, node.child.batched
@@ -301,7 +321,7 @@ class Program:
 
 def _outer(e):
     """Outermost sub-expressions of ``e`` that need matrix evaluation."""
-    if isinstance(e, (Tr, Form, sp.Trace)):
+    if isinstance(e, (Tr, Form, sp.Trace, Norm)):
         yield e
         return
     if isinstance(e, (Var, Cov)):

@@ -329,6 +329,56 @@ def frac_power(m, s, what):
     return dense(np.einsum("nij,nj,nkj->nik", V, psd_power(e, s, what), V))
 
 
+def eigen_apply(fns, e, params):
+    """``f(e)`` for eigenvalues ``e`` (``(r,)`` or batched ``(N, r)``) and
+    parameters (``()`` or ``(N,)``). With ``fns = (f, f_cancelled, q)`` the
+    cancelled form is used where ``|q(e)|`` is small (below ``1e-3`` of its
+    largest value: near the removable singularity, where ``f`` is ``0/0`` or
+    loses digits) or ``f`` is not finite; elsewhere ``f`` as written, which
+    stays accurate where an expanded cancelled form (``(1 − ηx)^t``) would not."""
+    args = [e] + [np.asarray(p)[..., None] if np.ndim(p) else p for p in params]
+    shape = np.broadcast_shapes(*[np.shape(a) for a in args])
+    with np.errstate(all="ignore"):
+        v = np.broadcast_to(fns[0](*args), shape)
+        if len(fns) == 1:
+            return v
+        q = np.abs(np.broadcast_to(fns[2](*args), shape))
+        near = (q <= 1e-3 * np.max(q, axis=-1, keepdims=True)) | ~np.isfinite(v)
+        if near.any():
+            v = np.where(near, np.broadcast_to(fns[1](*args), shape), v)
+    return v
+
+
+def function(m, fn, what):
+    """``f(m)`` for symmetric ``m`` through its eigenbasis; ``fn`` maps
+    eigenvalues (last axis) to values."""
+    d = as_diag(m)
+    if d is not None:
+        f, basis = d
+        if isinstance(basis, str):
+            return identity(m.shape[0], fn(np.asarray(f)[..., None])[..., 0])
+        return diag(fn(f), basis)
+    a = materialize(m)
+    if not is_symmetric(a):
+        raise ValueError(f"{what}: the argument of a matrix function must be symmetric")
+    a = (a + np.swapaxes(a, -1, -2)) / 2
+    e, V = np.linalg.eigh(a)
+    if a.ndim == 2:
+        b = Basis(None, a.shape[0])
+        b._values, b._vectors = e, V
+        return diag(fn(e), b)
+    return dense(np.einsum("nij,nj,nkj->nik", V, fn(e), V))  # batched argument: dense fallback
+
+
+def largest_eigenvalue(m):
+    """``‖m‖`` for symmetric PSD ``m`` (per grid point when batched)."""
+    d = as_diag(m)
+    if d is not None:
+        f, basis = d
+        return f if isinstance(basis, str) else np.max(f, axis=-1)
+    return np.linalg.eigvalsh(materialize(m))[..., -1]
+
+
 # ---------------------------------------------------------------- reductions
 def trace(m):
     """``Tr m`` as a scalar or batch vector (``Form`` is the 1×1 case)."""

@@ -45,6 +45,8 @@ def _bound_variables(expr):
     for node in sp.preorder_traversal(expr):
         if isinstance(node, (sp.Integral, sp.Sum)):
             out |= {lim[0] for lim in node.limits}
+        elif isinstance(node, sp.Lambda):      # a matrix function's variable
+            out |= set(node.variables)
     return out
 
 

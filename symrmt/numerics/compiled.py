@@ -1,8 +1,12 @@
 """The compiled deterministic equivalent: ``f(**bindings)`` and ``f.solve``."""
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
 
+import numpy as np
+import sympy as sp
+
+from ..objects.functionals import Norm
 from ..objects.matrices import Vector
 from .backend import make_backend
 from .bindings import bind
@@ -34,6 +38,7 @@ class CompiledEquivalent:
         self.de = de
         self.backend = make_backend(backend, dps)
         self.catalog = build_catalog(de)
+        self._de, self._norms = _norm_placeholders(de)
         self._plans = {}
         with self.backend.context():
             self._plan(self._default_signature())
@@ -65,7 +70,7 @@ class CompiledEquivalent:
     def _plan(self, signature):
         plan = self._plans.get(signature)
         if plan is None:
-            plan = self._plans[signature] = Plan(self.de, self.backend, dict(signature))
+            plan = self._plans[signature] = Plan(self._de, self.backend, dict(signature))
         return plan
 
     # ----------------------------------------------------------- evaluation
@@ -82,6 +87,7 @@ class CompiledEquivalent:
             plan = self._plan(bound.signature)
             n = bound.size
             env = dict(bound.values)
+            env.update({ph: _spectral_norm(bound.mats[name], be) for ph, name in self._norms.items()})
             diagnostics = {}
             groups = solve_groups(plan.top, env, bound, n, opts)
             out, ok_int = plan.value.evaluate(env, bound, n, opts, diagnostics, with_extra=True)
@@ -124,6 +130,44 @@ class CompiledEquivalent:
         if on_failure not in ("raise", "nan"):
             raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}")
         return self.solve(raise_on_failure=(on_failure == "raise"), **bindings).value
+
+
+def _norm_placeholders(de):
+    """``de`` with each spectral norm ``Norm(S)`` (value, equations, spectral
+    parameters) replaced by a scalar ``__norm_S`` filled in from the binding
+    of ``S``; and ``{placeholder name: S's name}``."""
+    exprs = [de.value] + [e for g in de.groups for e in (*g.equations, sp.sympify(g.z))]
+    atoms = set().union(*[sp.sympify(e).atoms(Norm) for e in exprs])
+    if not atoms:
+        return de, {}
+    rep, names = {}, {}
+    for a in atoms:
+        if not isinstance(a.arg, sp.MatrixSymbol):
+            raise NotImplementedError(f"numerics: the spectral norm {a}: only norms of bound matrices are evaluated")
+        rep[a] = sp.Symbol(f"__norm_{a.arg.name}", positive=True)
+        names[rep[a].name] = a.arg.name
+    groups = [dataclasses.replace(g, equations=tuple(e.xreplace(rep) for e in g.equations),
+                                  z=sp.sympify(g.z).xreplace(rep)) for g in de.groups]
+    return dataclasses.replace(de, value=_replace(sp.sympify(de.value), rep), groups=groups), names
+
+
+def _replace(e, rep):
+    """``e.xreplace(rep)`` without re-evaluating ``re(…)`` nodes (costly on
+    a contour integral, and its value is known not to change)."""
+    if e in rep:
+        return rep[e]
+    if not e.args or not e.has(*rep):
+        return e
+    args = [_replace(a, rep) for a in e.args]
+    return sp.re(args[0], evaluate=False) if isinstance(e, sp.re) else e.func(*args)
+
+
+def _spectral_norm(mat, be):
+    """Largest eigenvalue of a bound symmetric PSD matrix ``(kind, array)``."""
+    kind, arr = mat
+    if kind == "diag":
+        return arr.max()
+    return be.eigh(arr)[0].max()
 
 
 def _is_inf(v, be):

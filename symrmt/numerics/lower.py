@@ -26,6 +26,7 @@ import sympy as sp
 from sympy import Identity, Inverse, MatAdd, MatMul, MatPow, MatrixSymbol, Transpose, ZeroMatrix
 
 from ..objects.functionals import Form, Tr
+from ..objects.ops import MatrixFunction
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,9 @@ class Lowering:
             return None if b is None else b ** M.args[1]
         if isinstance(M, Transpose):
             return self.elementwise(M.arg)
+        if isinstance(M, MatrixFunction):
+            b = self.elementwise(M.arg)
+            return None if b is None else M.function(b)
         return None
 
     def terms(self, M):

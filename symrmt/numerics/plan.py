@@ -66,7 +66,13 @@ def solve_groups(systems, env, bound, n, opts):
     diag = {}
     for s in systems:
         z = s.z_values(env, bound, n)
-        unknowns, nit, conv, z_used, eta = _solve_one(s, env, bound, z, n, opts)
+        first, inv = _distinct_points(s, env, z, n)
+        if first is None:
+            unknowns, nit, conv, z_used, eta = _solve_one(s, env, bound, z, n, opts)
+        else:   # solve each distinct point once (an inner integral's nodes repeat per outer node)
+            out = _solve_one(s, take(env, first), bound, z[first], len(first), opts)
+            unknowns = {k: v[inv] for k, v in out[0].items()}
+            nit, conv, z_used, eta = (v[inv] for v in out[1:])
         for name, v in unknowns.items():
             env[name] = v
         env[s.zname] = z_used
@@ -78,6 +84,30 @@ def solve_groups(systems, env, bound, n, opts):
                 env[inv[0]] = full(inv[1], n)
         diag[",".join(u.name for u in s.unknowns)] = dict(nit=nit, converged=conv, z=z_used, eta=eta)
     return diag
+
+
+def _distinct_points(s, env, z, n):
+    """``(first, inverse)`` indices of the distinct points of the group's
+    inputs (``z`` and the grid values its equations use) when they repeat at
+    least twice on average; ``(None, None)`` otherwise (or for mpmath)."""
+    if n < 2 or z.dtype == object:
+        return None, None
+    if not hasattr(s, "_inputs"):
+        exprs = [*s.group.equations, sp.sympify(s.group.z), *map(sp.sympify, s.group.sizes),
+                 sp.sympify(s.group.m if s.group.m is not None else 0)]
+        s._inputs = sorted({v.name for e in exprs for v in e.free_symbols} - {u.name for u in s.unknowns})
+    cols = [z.real, z.imag] if np.iscomplexobj(z) else [z]
+    for k in s._inputs:
+        v = env.get(k)
+        if isinstance(v, np.ndarray) and v.ndim == 1:
+            if v.dtype == object:
+                return None, None
+            cols += [v.real, v.imag] if np.iscomplexobj(v) else [v]
+    _, first, inv = np.unique(np.stack([np.asarray(c, dtype=float) for c in cols], axis=1), axis=0,
+                              return_index=True, return_inverse=True)
+    if 2 * len(first) > n:
+        return None, None
+    return first, inv.reshape(-1)
 
 
 def _solve_one(s, env, bound, z, n, opts):

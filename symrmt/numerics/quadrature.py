@@ -108,13 +108,18 @@ def _periodic(e, t, period):
     """Whether ``e`` is structurally ``period``-periodic in ``t`` (``exp(i t)``, ``cos t`` …)."""
     if t not in e.free_symbols:
         return True
-    shifted = e.subs(t, t + period)
+    # exp(i(θ + 2π)) reduces to exp(iθ) once its argument is expanded
+    shifted = e.subs(t, t + period).replace(sp.exp, lambda a: sp.exp(sp.expand(a)))
     if shifted == e:
         return True
     if e.has(sp.Integral):
         return False
+    # spectral functionals are opaque to simplify (it can hang inside them): freeze them
+    from ..objects.functionals import Form, Tr
+    atoms = sorted((shifted - e).atoms(Tr, Form), key=sp.default_sort_key)
+    frozen = dict(zip(atoms, sp.symbols(f"_f0:{len(atoms)}")))
     try:
-        return sp.simplify(shifted - e) == 0
+        return sp.simplify((shifted - e).xreplace(frozen)) == 0
     except Exception:  # simplify is best effort; not proven periodic means tanh-sinh
         return False
 
@@ -139,7 +144,7 @@ class IntegralNode:
         elif a == -sp.oo:
             raise NotImplementedError(f"numerics: substitute t → −t in {integral}: lower limit −∞")
         else:
-            zs = [s.z for s in plan.systems if plan.level_of(s) == self.level]
+            zs = [s.z for s in self._systems()]
             periodic = all(_periodic(e, t, b - a) for e in [body, *zs])
             self.kind, limits = ("periodic" if periodic else "finite"), [a, b]
         self.limits = Stage(be, limits, plan.lowering.contractions)
@@ -150,6 +155,14 @@ class IntegralNode:
         self.max_level = 6 + int(np.ceil(np.log2(max(self.digits, 16) / 16)))
         self._levels = []
         self.body = ValueNode(body, plan, self.level)
+
+    def _systems(self):
+        """Groups solved at this integral's nodes: those whose spectral
+        parameter depends on its variable (and on no variable of an integral
+        further in). In ``∫∫ f(κ(s), κ(t)) ds dt`` the group of ``s`` is solved
+        at the inner nodes, for every outer node."""
+        return [s for s in self.plan.systems
+                if self.var.name in self.plan.level_of(s) and self.plan.level_of(s) <= self.level]
 
     def _level(self, i):
         """Nodes added at level ``i`` (step ``H0/2^i``), converted for the backend."""
@@ -201,8 +214,7 @@ class IntegralNode:
             t = np.broadcast_to(u, (n, q))
         ext = {k: (np.repeat(v, q) if isinstance(v, np.ndarray) and v.ndim == 1 else v) for k, v in env.items()}
         ext[self.var.name] = np.ascontiguousarray(t).reshape(-1)
-        systems = [s for s in self.plan.systems if self.plan.level_of(s) == self.level]
-        diag = solve_groups(systems, ext, bound, n * q, opts)
+        diag = solve_groups(self._systems(), ext, bound, n * q, opts)
         inner = {}
         vals, ok = self.body.evaluate(ext, bound, n * q, opts, inner)
         for e in inner.get("quad_error", []):      # nested integrals: worst node of each point

@@ -1,14 +1,15 @@
 """Layer 1: the objects users build expressions from."""
-from .functionals import Form, Tr, mdiff
+from .functionals import Form, Norm, Tr, mdiff
 from .matrices import (Covariance, Deterministic, GaussianData, GaussianNoise, I,
                        RandomFeatures, RandomMatrix, SampleCovariance, SampleMean,
                        SymrmtMatrix, Vector, random_symbols, sample_covariance, sample_mean)
-from .ops import Cov, Var, as_scalar, cov, ntr, power, sqrt, var
+from .ops import (Cov, MatrixFunction, Var, as_scalar, cov, matrix_function, ntr, power,
+                  sqrt, var)
 from .symbols import Scalar, dims, latex_name, scalar
 
 __all__ = [
-    "Form", "Tr", "mdiff", "Covariance", "Deterministic", "GaussianData", "GaussianNoise", "I",
+    "Form", "Norm", "Tr", "mdiff", "Covariance", "Deterministic", "GaussianData", "GaussianNoise", "I",
     "RandomFeatures", "RandomMatrix", "SampleCovariance", "SampleMean", "SymrmtMatrix", "Vector",
-    "random_symbols", "sample_covariance", "sample_mean", "Cov", "Var", "as_scalar", "cov", "ntr",
-    "power", "sqrt", "var", "Scalar", "dims", "latex_name", "scalar",
+    "random_symbols", "sample_covariance", "sample_mean", "Cov", "MatrixFunction", "Var", "as_scalar",
+    "cov", "matrix_function", "ntr", "power", "sqrt", "var", "Scalar", "dims", "latex_name", "scalar",
 ]

@@ -1,7 +1,8 @@
 """Scalar functionals of matrix expressions: traces and ``1×1`` forms.
 
-``Tr(M)`` is the *unnormalised* trace and ``Form(M)`` a ``1×1`` matrix
-expression (``uᵀMv``) seen as a scalar. They appear both in users'
+``Tr(M)`` is the *unnormalised* trace, ``Form(M)`` a ``1×1`` matrix
+expression (``uᵀMv``) seen as a scalar and ``Norm(M)`` the spectral norm of a
+deterministic symmetric PSD matrix (contours around a spectrum need it). They appear both in users'
 expressions (random ``M``) and in derived values (deterministic ``M``), and
 they differentiate with respect to scalars (``dκ``), which SymPy's own
 ``Trace`` cannot do through inverses.
@@ -73,6 +74,43 @@ class Form(_Functional):
 
     def _sympystr(self, printer):
         return "(%s)" % printer._print(self.arg)
+
+
+class Norm(sp.Expr):
+    """Spectral norm ``‖M‖`` (largest eigenvalue) of a deterministic symmetric
+    positive semi-definite matrix expression; ``‖I‖ = 1``."""
+
+    is_commutative = True
+
+    def __new__(cls, M):
+        if not isinstance(M, MatrixExpr) or M.shape[0] != M.shape[1]:
+            raise TypeError(f"Norm: expected a square matrix expression, got {M!r}")
+        if any(getattr(a, "is_random", False) for a in M.atoms(sp.MatrixSymbol)):
+            raise TypeError(f"Norm: {M} is random; the norm is defined for deterministic matrices")
+        if isinstance(M, Identity):
+            return sp.S.One
+        return sp.Expr.__new__(cls, M)
+
+    @property
+    def arg(self):
+        return self.args[0]
+
+    def _eval_is_extended_real(self):
+        return True
+
+    def _eval_is_extended_nonnegative(self):
+        return True
+
+    def _eval_derivative(self, x):
+        if mdiff(self.arg, x) is None:
+            return sp.S.Zero
+        raise NotImplementedError(f"derivative of the spectral norm {self}")
+
+    def _latex(self, printer):
+        return r"\left\lVert %s \right\rVert" % printer._print(self.arg)
+
+    def _sympystr(self, printer):
+        return "Norm(%s)" % printer._print(self.arg)
 
 
 def split_linear(kind, M):

@@ -1,4 +1,5 @@
-"""Operations users write: normalised trace, powers, variance, covariance.
+"""Operations users write: normalised trace, powers, matrix functions,
+variance, covariance.
 
 Also makes a ``1×1`` matrix expression behave as the scalar it is: the risk
 ``(ŵ−w̄)ᵀΣ(ŵ−w̄) + σ²`` must be writable as it reads, and SymPy refuses to
@@ -11,7 +12,7 @@ import sympy as sp
 from sympy import MatPow
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
-from .functionals import Form, Tr
+from .functionals import Form, Norm, Tr
 
 
 def as_scalar(e):
@@ -49,6 +50,117 @@ def power(M, s):
 def sqrt(M):
     """Principal square root ``M^{1/2}`` of a PSD matrix expression."""
     return power(M, sp.S.Half)
+
+
+#: The variable of every matrix function (one ``Dummy``: equal functions give
+#: equal nodes, and no symbol of the user's is captured).
+_X = sp.Dummy("x")
+
+
+class _Verbatim(sp.Symbol):
+    """A symbol printed as its name, verbatim (LaTeX of a matrix argument)."""
+
+    def _latex(self, printer):
+        return self.name
+
+
+class MatrixFunction(MatrixExpr):
+    """``f(M)``: a scalar function applied to the eigenvalues of a symmetric
+    matrix expression ``M`` (``M = V diag(e) Vᵀ ↦ V diag(f(e)) Vᵀ``).
+
+    ``args`` are ``(f, M)``, or ``(f, M, (center, radius))`` with an explicit
+    circle in the eigenvalue of ``M`` for the engine's Cauchy integral; ``f``
+    is a SymPy ``Lambda`` of one variable. Build it with
+    :func:`matrix_function`.
+    """
+
+    is_symmetric = True
+
+    def __new__(cls, f, M, contour=None):
+        if not isinstance(f, sp.Lambda) or len(f.variables) != 1:
+            raise TypeError(f"matrix_function: expected a Lambda of one variable, got {f!r}")
+        if not isinstance(M, MatrixExpr) or M.shape[0] != M.shape[1]:
+            raise TypeError(f"matrix_function: expected a square matrix expression, got {M!r}")
+        if contour is None:
+            return MatrixExpr.__new__(cls, f, M)
+        contour = sp.Tuple(*contour)
+        if len(contour) != 2 or any(isinstance(c, MatrixExpr) for c in contour):
+            raise ValueError(f"matrix_function: contour must be (center, radius), got {contour}")
+        if contour[1].is_positive is False:
+            raise ValueError(f"matrix_function: the contour radius must be positive, got {contour[1]}")
+        return MatrixExpr.__new__(cls, f, M, contour)
+
+    function = property(lambda s: s.args[0])
+    arg = property(lambda s: s.args[1])
+    contour = property(lambda s: tuple(s.args[2]) if len(s.args) > 2 else None)
+
+    @property
+    def shape(self):
+        return self.args[1].shape
+
+    def _eval_transpose(self):
+        return self
+
+    def _latex(self, printer):
+        M = self.arg
+        m = printer._print(M)
+        if not M.is_symbol:
+            m = r"\left(%s\right)" % m
+        x = self.function.variables[0]
+        return printer._print(self.function.expr.xreplace({x: _Verbatim(m)}))
+
+    def _sympystr(self, printer):
+        x, body = self.function.variables[0], self.function.expr
+        return "matrix_function(x ↦ %s, %s)" % (printer._print(body.xreplace({x: sp.Symbol("x")})),
+                                                printer._print(self.arg))
+
+
+def matrix_function(f, M, contour=None):
+    """``f(M)`` for a symmetric random matrix expression ``M`` (a shifted or
+    scaled sample covariance such as ``X.T*X/n`` or ``eta*X.T*X/n``): ``f``
+    applied to the eigenvalues of ``M``.
+
+    ``f`` is a Python callable of one SymPy scalar (use SymPy functions:
+    ``lambda x: sp.exp(-x)``) or a SymPy ``Lambda``. The engine writes
+    ``f(M)`` as the Cauchy integral ``∮ f(z)(z − M)⁻¹ dz/2πi`` over a circle
+    around the limiting spectrum, so ``f`` must be analytic on and inside
+    that circle and real on the real axis; ``contour=(center, radius)`` (in
+    the eigenvalue of ``M``, SymPy expressions allowed, e.g. with
+    ``sr.Norm(Sigma)``) replaces the default circle, e.g. to keep a branch
+    cut outside it. Monte Carlo evaluates ``f`` on the eigenvalues exactly.
+    """
+    if isinstance(f, sp.Lambda):
+        if len(f.variables) != 1:
+            raise TypeError(f"matrix_function: f must be a function of one variable, got {f}")
+        body = f.expr.xreplace({f.variables[0]: _X})
+    elif callable(f):
+        try:
+            body = sp.sympify(f(_X))
+        except (TypeError, AttributeError, ValueError, sp.SympifyError) as exc:
+            raise TypeError("matrix_function: f must accept a SymPy symbol and return a SymPy scalar "
+                            f"(use sympy functions such as sp.exp, not numpy ones): {exc}") from None
+    else:
+        raise TypeError(f"matrix_function: f must be callable or a sympy Lambda, got {type(f).__name__}")
+    if not isinstance(body, sp.Expr) or isinstance(body, MatrixExpr):
+        raise TypeError(f"matrix_function: f must return a scalar expression, got {body!r}")
+    return MatrixFunction(sp.Lambda(_X, body), M, contour)
+
+
+def removable_form(f):
+    """For a rational ``f`` (a ``Lambda``) whose numerator and denominator
+    share a factor ``q(x)`` (``f`` is ``0/0`` where ``q = 0``, e.g.
+    ``(1 − (1 − ηx)^t)/x`` at ``x = 0``): ``(cancelled body, q)``; else
+    ``None``. The cancelled form is exact but may evaluate badly far from
+    the zeros of ``q`` (an expanded ``(1 − ηx)^t``), so numerical code uses it
+    only near them."""
+    x, body = f.variables[0], f.expr
+    if not body.is_rational_function(x):
+        return None
+    num, den = sp.fraction(sp.together(body))
+    q = sp.gcd(num, den)
+    if not q.has(x):
+        return None
+    return sp.cancel(body), q
 
 
 class Var(sp.Expr):

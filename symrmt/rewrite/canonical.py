@@ -13,7 +13,7 @@ import sympy as sp
 from sympy import Identity
 
 from ..objects.matrices import GaussianData, RandomFeatures
-from .letters import Bare, Core, Det, Fn, Rand, Res, is_identity
+from .letters import An, Bare, Core, Det, Fn, Rand, Res, is_identity
 
 
 def drop_identities(word):
@@ -37,6 +37,8 @@ def merge_functions(a, b, strict_tags):
     """Adjacent functions of one core, at least one fractional, combine
     exactly (they commute). In variance mode (``strict_tags``) only
     fractional functions from the same factor of the user's product merge."""
+    if isinstance(a, An) or isinstance(b, An):
+        return merge_analytic(a, b, strict_tags)
     if not (isinstance(a, Fn) or isinstance(b, Fn)):
         return None
     if not isinstance(a, (Fn, Res, Bare)) or not isinstance(b, (Fn, Res, Bare)) or a.core != b.core:
@@ -55,6 +57,36 @@ def merge_functions(a, b, strict_tags):
     return [(sp.S.One, (Fn(a.core, factors, tag),))]
 
 
+def merge_analytic(a, b, strict_tags):
+    """An analytic function ``g`` next to a function of the same core:
+    ``x·g`` (bare core), ``g₁g₂`` (another ``An`` on the same contour), and
+    for a resolvent ``g(x)/(x+z) = (g(x) − C)/(x+z) + C(x+z)⁻¹`` with
+    ``C = g(−z)`` when the pole ``−z`` lies inside the contour (the first
+    part is then analytic there) and ``C = 0`` outside it (where ``g(−z)``
+    may be huge, ``e^{z}``, or undefined, on a branch cut).
+    Fractional powers are not merged: their branch cut may cross the
+    contour; the engine represents both letters, under two integrals.
+    Tags as in :func:`merge_functions`."""
+    if not isinstance(a, (An, Res, Bare)) or not isinstance(b, (An, Res, Bare)) or a.core != b.core:
+        return None
+    if strict_tags and not (isinstance(a, An) and isinstance(b, An) and a.tag == b.tag):
+        return None
+    fa, fb = (a, b) if isinstance(a, An) else (b, a)
+    x, g = fa.g.variables[0], fa.g.expr
+    if isinstance(fb, An):
+        if fb.contour != fa.contour:
+            return None
+        h = fb.g.expr.xreplace({fb.g.variables[0]: x})
+        return [(sp.S.One, (An(fa.core, sp.Lambda(x, g * h), fa.tag if fa.tag == fb.tag else None,
+                               fa.contour),))]
+    if isinstance(fb, Bare):
+        return [(sp.S.One, (An(fa.core, sp.Lambda(x, x * g), fa.tag, fa.contour),))]
+    c0, r = fa.circle()
+    gz = sp.Piecewise((g.xreplace({x: -fb.z}), sp.Abs(fb.z + c0) < r), (0, True))
+    return [(sp.S.One, (An(fa.core, sp.Lambda(x, (g - gz) / (x + fb.z)), fa.tag, fa.contour),)),
+            (gz, (fb,))]
+
+
 def integer_letters(core, factors):
     """``Π (core + a)^k`` with integer ``k`` as sums of words of resolvents
     and bare cores (binomial expansion for positive powers)."""
@@ -68,6 +100,14 @@ def integer_letters(core, factors):
             terms = [(comb(k, j) * a ** (k - j), (Bare(core),) * j) for j in range(k + 1) if a != 0 or j == k]
             out = [(c * c2, w + w2) for c, w in out for c2, w2 in terms]
     return [(c, w if w else (Det(Identity(core.dim)),)) for c, w in out]
+
+
+def lone_pair(word, core):
+    """Exactly one resolvent and one bare copy of a chain-free ``core``."""
+    if core.chain:
+        return False
+    ls = [l for l in word if isinstance(l, (Bare, Res, Fn)) and l.core == core]
+    return len(ls) == 2 and sum(isinstance(l, Res) for l in ls) == 1 and sum(isinstance(l, Bare) for l in ls) == 1
 
 
 def step(word, strict_tags=False):
@@ -96,9 +136,11 @@ def step(word, strict_tags=False):
             side = "data" if a.t else "gram"
             w = _rot(word, i)
             return [(X.n, (Bare(Core(X, side)),) + w[2:])]
-        # Bare/Res next to Res of the same core: resolvent identity
+        # Bare/Res next to Res of the same core: resolvent identity — except for
+        # a lone pair, which the engine averages directly as Σ(Σ+κ)⁻¹: the
+        # expanded I − κ(Σ+κ)⁻¹ cancels catastrophically at large κ
         if isinstance(a, (Bare, Res)) and isinstance(b, (Bare, Res)) and a.core == b.core \
-                and (isinstance(a, Bare) != isinstance(b, Bare)):
+                and (isinstance(a, Bare) != isinstance(b, Bare)) and not lone_pair(word, a.core):
             r = a if isinstance(a, Res) else b
             w = _rot(word, i)
             rest = w[2:]

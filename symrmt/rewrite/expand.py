@@ -4,8 +4,9 @@ Distributes products over sums and transposes over products, and recognises
 each random inverse as a resolvent of a sample-covariance core:
 ``(c·XᵀX + z·I)⁻¹ = (1/(c m)) (Σ̂ + z/(c m))⁻¹``, also for
 ``XXᵀ`` (Gram side), feature chains ``F_Lᵀ⋯F₁ᵀXᵀXF₁⋯F_L`` and
-``sr.sample_covariance``. Anything else random under an inverse is refused
-with ``NotImplementedError`` naming it.
+``sr.sample_covariance``; ``matrix_function(f, c·core + a·I)`` becomes the
+analytic letter ``g(core)``, ``g(x) = f(cx + a)``. Anything else random under
+an inverse is refused with ``NotImplementedError`` naming it.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..objects.matrices import (GaussianData, RandomFeatures, SampleCovariance,
                                 random_symbols)
-from .letters import Bare, Core, Det, Fn, Rand, Res, is_identity, transpose_word
+from ..objects.ops import MatrixFunction
+from .letters import An, Bare, Core, Det, Fn, Rand, Res, is_identity, transpose_word
 
 
 def is_random(M):
@@ -57,6 +59,8 @@ def expand(M, tag=None):
         if s.is_Integer and s < 0:  # SymPy writes G·G as (Σ̂+λ)^(-2)
             return expand(MatMul(*([Inverse(base)] * int(-s))), tag) if s != -1 else _resolvent(Inverse(base))
         return _power(M, base, s, tag)
+    if isinstance(M, MatrixFunction):
+        return _analytic(M, tag)
     if isinstance(M, SampleCovariance):
         return [(sp.S.One, (Bare(Core(M.data, "data", (), M.ddof)),))]
     if getattr(M, "is_random", False):
@@ -128,6 +132,36 @@ def _power(M, base, s, tag):
     if c.is_positive is False or a.is_negative:
         raise NotImplementedError(f"fractional power {M}: base must be a positive multiple of a sample covariance plus a non-negative shift")
     return [(c ** s, (Fn(core, ((sp.simplify(a / c), s),), tag),))]
+
+
+def _analytic(M, tag):
+    """``f(c·core + a) = g(core)`` with ``g(x) = f(cx + a)``; an explicit
+    contour is carried over to the core's eigenvalue."""
+    a, rest = sp.S.Zero, []
+    for c, w in expand(M.arg):
+        if len(w) == 1 and is_identity(w[0]):
+            a += c
+        else:
+            rest.append((c, w))
+    if len(rest) != 1:
+        raise NotImplementedError(f"matrix function of {M.arg}: not a shifted, scaled sample covariance")
+    c, w = rest[0]
+    core, scale = _match_core(w, M.arg)
+    c = c * scale
+    if random_symbols(a) or random_symbols(c):
+        raise NotImplementedError(f"random shift or scale in the matrix function {M}")
+    if c.is_real is False or c == 0:
+        raise NotImplementedError(f"matrix function {M}: the sample covariance must enter with a real, "
+                                  "non-zero coefficient")
+    x = M.function.variables[0]
+    g = sp.Lambda(x, M.function.expr.xreplace({x: c * x + a}))
+    if not g.expr.has(x):       # a constant function: a multiple of the identity
+        return [(g.expr, (Det(Identity(core.dim)),))]
+    contour = None
+    if M.contour is not None:
+        center, radius = M.contour
+        contour = ((center - a) / c, radius / sp.Abs(c))
+    return [(sp.S.One, (An(core, g, tag, contour),))]
 
 
 def _match_core(w, A):

@@ -155,6 +155,44 @@ class Fn:
         return "f[" + str(self.core) + "](" + ",".join(f"{sp.sstr(a)}^{sp.sstr(s)}" for a, s in self.factors) + ")"
 
 
+@dataclass(frozen=True)
+class An:
+    """An analytic function ``g(core)`` (symmetric): ``g`` a SymPy ``Lambda``
+    of the core's eigenvalue, evaluated by the engine as a Cauchy integral
+    over resolvents on a circle around the core's spectrum. ``contour`` is
+    ``None`` (the default circle) or ``(center, radius)`` in the core's
+    eigenvalue; ``tag`` as for :class:`Fn`."""
+    core: Core
+    g: sp.Lambda
+    tag: object = None
+    contour: object = None
+
+    @property
+    def shape(self):
+        return (self.core.dim, self.core.dim)
+
+    def T(self):
+        return self
+
+    def circle(self):
+        """``(center, radius)`` of the contour in the core's eigenvalue: the
+        given one, or by default ``(x₊/2, 0.6x₊)`` around ``[0, x₊]``, with
+        ``x₊ = ‖Σ‖‖K‖(1 + √(d/m))²`` ≥ the edge of the limiting spectrum
+        (data or Gram side: the same non-zero eigenvalues)."""
+        if self.contour is not None:
+            return self.contour
+        if self.core.chain:
+            raise NotImplementedError(f"matrix functions of feature-space cores ({self.core}) are not implemented")
+        from ..objects.functionals import Norm
+        X = self.core.data
+        edge = Norm(X.Sigma) * Norm(X.K) * (1 + sp.sqrt(X.d / self.core.m)) ** 2
+        return edge / 2, sp.Rational(3, 5) * edge
+
+    def __str__(self):
+        x = self.g.variables[0]
+        return "g[" + str(self.core) + "](" + sp.sstr(self.g.expr.xreplace({x: sp.Symbol("x")})) + ")"
+
+
 def transpose_word(word):
     return tuple(l.T() for l in reversed(word))
 
@@ -175,7 +213,7 @@ def word_sources(word):
     """Independent random sources (uids) a word depends on."""
     out = set()
     for l in word:
-        if isinstance(l, (Res, Bare, Fn)):
+        if isinstance(l, (Res, Bare, Fn, An)):
             out |= l.core.sources
         elif isinstance(l, Rand):
             out.add(l.sym.uid)
@@ -193,6 +231,9 @@ def word_matrix(word):
             mats.append(l.sym.T if l.t else l.sym)
         elif isinstance(l, Bare):
             mats.append(l.core.matrix())
+        elif isinstance(l, An):
+            from ..objects.ops import MatrixFunction
+            mats.append(MatrixFunction(l.g, l.core.matrix()))
         elif isinstance(l, Fn):
             from sympy import MatMul as MM, MatPow
             C = l.core.matrix()

@@ -14,7 +14,7 @@ import sympy as sp
 from sympy import Identity, ZeroMatrix
 
 from ..objects.matrices import GaussianNoise, SampleCovariance, SampleMean
-from .letters import Bare, Det, Rand, Res, transpose_word
+from .letters import An, Bare, Det, Rand, Res, transpose_word
 
 
 def is_gaussian_vector(sym):
@@ -57,7 +57,7 @@ def check_mean_independence(words):
         for w in words:
             for l in w:
                 bad = (isinstance(l, Rand) and l.sym == X) or \
-                      (isinstance(l, (Res, Bare)) and l.core.data == X and l.core.ddof != 1) or \
+                      (isinstance(l, (Res, Bare, An)) and l.core.data == X and l.core.ddof != 1) or \
                       (isinstance(l, Rand) and isinstance(l.sym, SampleCovariance) and l.sym.data == X)
                 if bad:
                     raise NotImplementedError(
