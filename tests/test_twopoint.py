@@ -148,3 +148,18 @@ def test_correlated_samples_two_point_against_monte_carlo():
     kv = np.random.default_rng(2).uniform(0.2, 1.8, N)
     kv *= N / kv.sum()
     check(sr.ntr(GK * Sigma * GK), d=Dn, trials=300, Sigma=np.linspace(0.1, 2, Dn), K=kv, n=N, lam=0.05)
+
+
+def test_variance_of_denoiser_component_linearises_sigma_hat_G():
+    """Var[eᵀ Σ̂(Σ̂+σ²)⁻¹ x] (a per-mode denoiser variance): the covariance rule
+    needs Σ̂G written as I − σ²G first (regression: the stable one-point form of
+    a lone Σ̂G pair must not reach the covariance path)."""
+    s2 = sr.scalar("sigma2")
+    e, x = sr.Vector("e", d), sr.Vector("x", d)
+    Dn = 80
+    s = np.linspace(0.2, 2.0, Dn)[::-1]
+    e1 = np.zeros(Dn)
+    e1[0] = 1.0
+    # c = 6: variances carry a larger O(1/d) correction (see above)
+    check(sr.var(e.T * Sh * (Sh + s2 * sr.I(d)).inverse() * x), d=Dn, trials=1500, c=6.0,
+          Sigma=s, n=2 * Dn, sigma2=0.1, e=e1, x=e1)

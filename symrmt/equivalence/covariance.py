@@ -92,7 +92,8 @@ def _subtract(joint, sep):
 def _canon(engine, word):
     """Canonical rewrites only (no averaging): list of (coeff, word)."""
     word = canonical.drop_identities(word)
-    st = canonical.step(word)
+    # covariances need statistics linear in the core: always linearise Σ̂G = I − zG
+    st = canonical.step(word, keep_lone_pairs=False)
     if st is None:
         return [(sp.S.One, word)]
     return [(c * c2, w2) for c, w in st for c2, w2 in _canon(engine, w)]

@@ -110,7 +110,7 @@ def lone_pair(word, core):
     return len(ls) == 2 and sum(isinstance(l, Res) for l in ls) == 1 and sum(isinstance(l, Bare) for l in ls) == 1
 
 
-def step(word, strict_tags=False):
+def step(word, strict_tags=False, keep_lone_pairs=True):
     """Apply one exact rewrite; ``None`` when none applies. Returns a list of
     ``(coeff, word)``."""
     L = len(word)
@@ -140,7 +140,8 @@ def step(word, strict_tags=False):
         # a lone pair, which the engine averages directly as Σ(Σ+κ)⁻¹: the
         # expanded I − κ(Σ+κ)⁻¹ cancels catastrophically at large κ
         if isinstance(a, (Bare, Res)) and isinstance(b, (Bare, Res)) and a.core == b.core \
-                and (isinstance(a, Bare) != isinstance(b, Bare)) and not lone_pair(word, a.core):
+                and (isinstance(a, Bare) != isinstance(b, Bare)) \
+                and not (keep_lone_pairs and lone_pair(word, a.core)):
             r = a if isinstance(a, Res) else b
             w = _rot(word, i)
             rest = w[2:]
