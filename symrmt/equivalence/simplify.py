@@ -30,11 +30,22 @@ def tidy(value):
         num, den = sp.fraction(sp.together(v))
         if den.free_symbols & set(syms):
             # denominators with functionals (1 − γ): collect over the numerator only
-            out = sp.collect(sp.expand(num), syms, evaluate=True) / sp.factor(den)
+            out = sp.collect(sp.expand(num), syms, evaluate=True) / _factor(den)
         else:
             col = sp.collect(sp.expand(v), syms, evaluate=False)
-            out = sp.Add(*[sp.factor(sp.together(c)) * (k if k != 1 else 1) for k, c in col.items()])
+            out = sp.Add(*[_factor(sp.together(c)) * (k if k != 1 else 1) for k, c in col.items()])
     except Exception:  # tidying must never break a derivation
         return value
     out = out.xreplace(dict(zip(syms, atoms)))
     return out if sp.count_ops(out) <= sp.count_ops(value) else value
+
+
+#: multivariate factorisation is exponential in the worst case: integrands of
+#: double integrals (variances of fractional powers) took over a minute
+_FACTOR_MAX_OPS = 120
+
+
+def _factor(e):
+    if e.has(sp.Integral) or sp.count_ops(e) > _FACTOR_MAX_OPS:
+        return e
+    return sp.factor(e)

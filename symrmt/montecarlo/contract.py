@@ -89,6 +89,41 @@ def _einsum(elems, cyclic):
     return np.einsum(*ops, out, optimize=path)
 
 
+#: a chain whose first (or last) factor has at most this many rows (columns),
+#: e.g. the ``uᵀ`` of a form ``uᵀ…w``, is swept factor by factor from that end
+_THIN = 8
+
+
+def _thin_side(elems):
+    kind, x = elems[0]
+    if kind == "A" and x.shape[-2] <= _THIN:
+        return "left"
+    kind, x = elems[-1]
+    if kind == "A" and x.shape[-1] <= _THIN:
+        return "right"
+    return None
+
+
+def _sweep(elems, side):
+    """``F₁…F_k`` from a thin end: a form over two eigenbases
+    ``uᵀV₁f₁V₁ᵀV₂f₂V₂ᵀw`` costs matrix–vector products (``O(N d²)``) done
+    by BLAS, where einsum's batched contraction of the same path is an
+    order of magnitude slower. From the right, the transposed chain is swept
+    and the result transposed back."""
+    if side == "right":
+        elems = [(k, x if k == "f" else np.swapaxes(x, -1, -2)) for k, x in reversed(elems)]
+    L = elems[0][1]
+    for kind, x in elems[1:]:
+        if kind == "f":
+            L = L * (x[:, None, :] if x.ndim == 2 else x)
+        elif x.ndim == 2 and L.ndim == 3:
+            N, r, c = L.shape
+            L = (L.reshape(N * r, c) @ x).reshape(N, r, x.shape[-1])
+        else:
+            L = np.matmul(L, x)
+    return np.swapaxes(L, -1, -2) if side == "right" else L
+
+
 def trace(factors):
     """``Tr(F₁…F_k)`` (scalar, or ``(N,)`` if any factor is batched)."""
     elems = _elements(factors, cyclic=True)
@@ -96,6 +131,9 @@ def trace(factors):
         return elems[0][1].sum(axis=-1)
     if len(elems) == 1:
         return np.trace(elems[0][1], axis1=-2, axis2=-1)
+    side = _thin_side(elems)
+    if side is not None and len(elems) > 2:
+        return np.trace(_sweep(elems, side), axis1=-2, axis2=-1)
     return _einsum(elems, cyclic=True)
 
 
@@ -110,4 +148,7 @@ def product(factors):
         idx = np.arange(x.shape[-1])
         out[..., idx, idx] = x
         return out
+    side = _thin_side(elems)
+    if side is not None and len(elems) > 2:
+        return _sweep(elems, side)
     return _einsum(elems, cyclic=False)
