@@ -157,3 +157,30 @@ def test_functionals_inside_matrix_coefficients():
         ref = (np.trace(np.linalg.inv(Sm + np.trace(Sm @ Rm) / 12 * I8)) + wv @ np.linalg.inv(np.trace(Bm @ Rm) * Sm + Bm) @ wv
                + np.trace(Sm @ np.linalg.inv(np.trace(Rm) * I8 + (wv @ Rm @ wv) * Sm)))
         assert res.value[i] == pytest.approx(ref, rel=1e-13)
+
+
+def test_quad_rtol_trades_levels_for_accuracy():
+    f = fractional_power().compile()
+    s, a = np.linspace(0.5, 2, 50), np.array([0.01, 0.1, 1.0])
+    tight = f.solve(Sigma=s, n=80, a=a)
+    loose = f.solve(Sigma=s, n=80, a=a, quad_rtol=1e-4)
+    assert loose.success
+    # two levels agreeing to 1e-4: the finer one is much closer than that
+    assert np.max(np.abs(loose.value / tight.value - 1)) < 1e-4
+    assert np.all(loose.quad_error >= tight.quad_error)
+    with pytest.raises(ValueError, match="quad_rtol"):
+        f.solve(Sigma=s, n=80, a=a, quad_rtol=0)
+
+
+def test_periodicity_is_decided_without_simplify_on_forms():
+    """The quadrature picks the midpoint rule only for integrands periodic over
+    their interval; the test is numerical (random points, 30 digits) so that
+    integrands with products of forms do not hang in simplify."""
+    from symrmt.numerics.quadrature import _periodic
+    t, x = sp.symbols("t x", real=True)
+    v = sr.Vector("v", sr.dims("d"))
+    F = Form(v.T * sr.Covariance("Sigma", sr.dims("d")) * v)
+    assert _periodic(sp.cos(t) ** 2 * F + x, t, 2 * sp.pi)
+    assert _periodic(sp.exp(sp.I * t) * F ** 2 / (2 + sp.cos(t)), t, 2 * sp.pi)
+    assert not _periodic(t * sp.cos(t) * F, t, 2 * sp.pi)
+    assert not _periodic(sp.tan(t / 2) * F, t, sp.pi / 2)
