@@ -239,9 +239,12 @@ class IntegralNode:
         diag = solve_groups(self._systems(), ext, bound, n * q, opts)
         inner = {}
         vals, ok = self.body.evaluate(ext, bound, n * q, opts, inner)
-        for e in inner.get("quad_error", []):      # nested integrals: worst node of each point
+        # nested integrals: an inner error at a node enters the outer sum with
+        # the node's weight, so its contribution to this point is Σ_q |w_q|·err_q
+        aw = np.abs(np.asarray(np.broadcast_to(w, (n, q)), dtype=float))
+        for e in inner.get("quad_error", []):
             diagnostics.setdefault("quad_error", []).append(
-                np.asarray(full(e, n * q), dtype=float).reshape(n, q).max(axis=1))
+                (np.asarray(full(e, n * q), dtype=float).reshape(n, q) * aw).sum(axis=1))
         for d in diag.values():
             ok = ok & d["converged"]
         vals = np.asarray(full(vals, n * q)).reshape(n, q) * w
