@@ -750,7 +750,7 @@ def plot_all(data, out, args, log=print):
     fig, axs = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, case in zip(axs, CASES):
         vc = v[case]
-        ax.loglog(j, vc["theory"], "C0", label="input on mode 1: both pairings")
+        ax.loglog(j, vc["theory"], "C0", marker=".", ms=3, label="input x − μ = 2e₁: both pairings")
         ax.loglog(j, vc["first_pairing"], "C0:", label="first pairing only")
         for (lab, curve), c in zip(vc["other_inputs"].items(), ("C2", "C3")):
             curve = np.asarray(curve)
@@ -758,7 +758,7 @@ def plot_all(data, out, args, log=print):
                 ax.loglog(j, np.where(curve > 0, curve, np.nan), c, lw=1, label=lab)
         ax.errorbar(np.asarray(vc["modes"]) + 1, vc["mc"], yerr=vc["sem"], fmt="o", color="C0", ms=4,
                     label="Monte Carlo")
-        ax.set_title(f"{case} mean, σ² = {v['sigma2']}")
+        ax.set_title(f"{case} mean, σ² = {v['sigma2']}, n = {data['n']}, d = {d}")
         ax.set_xlabel("eigenmode j")
     axs[0].set_ylabel("Var[e_jᵀ D̂(x)] across training sets")
     for ax in axs:
@@ -790,7 +790,8 @@ def plot_all(data, out, args, log=print):
                              (axs[1], "var", f"Var[e_kᵀx*] across training sets of n/2, k = {tr['mode'] + 1}"),
                              (axs[2], "mean", f"E[e_kᵀx*(x_T; σ)], k = {tr['mode'] + 1}")):
             ax.plot(sg, tr[case][f"{key}_theory"], color=c, label=f"theory, {case} mean")
-            ax.errorbar(sg, tr[case][f"{key}_mc"], yerr=tr[case][f"{key}_sem"], fmt="o", color=c, ms=4)
+            ax.errorbar(sg, tr[case][f"{key}_mc"], yerr=tr[case][f"{key}_sem"], fmt="o", color=c, ms=4,
+                        label=f"Monte Carlo, {case} mean")
             ax.set_ylabel(lab)
     for i, ax in enumerate(axs):
         ax.set_xscale("log")
