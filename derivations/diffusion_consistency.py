@@ -75,6 +75,7 @@ class Model:
         self.Sigma = sr.Covariance("Sigma", self.d)
         self.mu = sr.Vector("mu", self.d)     # data mean
         self.v = sr.Vector("v", self.d)       # read-out direction
+        self.u = sr.Vector("u", self.d)       # a second read-out (covariances)
         self.x = sr.Vector("x", self.d)       # input (x_T for the sampling map)
         self.I = sr.I(self.d)
 
@@ -122,6 +123,7 @@ class Model:
             # resolves the O(1/d) finite-size gap at every size
             e[f"mean_gain/{case}"] = sr.ntr(Sh * (Sh + self.sigma2 * self.I).inverse())
             e[f"variance/{case}"] = sr.var(v.T * self.denoiser(Sh, muh))
+            e[f"covariance/{case}"] = sr.cov(self.u.T * self.denoiser(Sh, muh), v.T * self.denoiser(Sh, muh))
             e[f"split/{case}"] = self.split(self.denoiser, case)
             e[f"map/{case}"] = v.T * self.sampling_map(Sh, muh)
             e[f"map_var/{case}"] = sr.var(v.T * self.sampling_map(Sh, muh))
@@ -821,7 +823,8 @@ def formulas_markdown(des, fact, model, checks):
               "population_gain": "Population gain along v",
               "mean_gain": "Mean gain over an orthonormal basis",
               "denoiser": "Expected learned denoiser", "gain": "Gain along v (the Jacobian Σ̂(Σ̂+σ²)⁻¹ of D̂)",
-              "variance": "Variance across training sets", "split": "Disagreement between disjoint halves",
+              "variance": "Variance across training sets",
+              "covariance": "Covariance of two read-outs across training sets", "split": "Disagreement between disjoint halves",
               "map": "Sampling map: expectation", "map_var": "Sampling map: variance across training sets",
               "map_split": "Sampling map: disagreement between disjoint halves"}
     for name, de in des.items():
@@ -847,6 +850,12 @@ def formulas_markdown(des, fact, model, checks):
                      r", and estimating the mean adds $c_0 = (n-1)/n$ to it: the sample mean's error "
                      r"$\delta \sim \mathcal N(0, \Sigma/n)$ passes through $\sigma^2(\hat\Sigma+\sigma^2)^{-1}$, "
                      "so even an input at the mean has a non-zero variance."), ""]
+        if base == "covariance":
+            L += [r"At $u = v$ this equals the variance below (max relative difference at random bindings "
+                  f"{checks['covariance_at_u_eq_v_' + case]:.1e}); in the notation of its factorised form it "
+                  r"reads $\frac{\kappa^2}{m(1-\gamma)}\big[u^TMv\,(\mathcal{B}_x + c_0) + "
+                  r"u^TM(x-\mu)\;v^TM(x-\mu)\big]$: modes are correlated across training sets only "
+                  "through the input (second pairing) when M is diagonal in them.", ""]
         if base == "split":
             L += ["Factorised: the per-mode variance above summed over an eigenbasis "
                   r"($\sum_j \mathcal{A}_{e_j} = \operatorname{Tr}M$, "
@@ -922,6 +931,12 @@ def main(argv=None):
     for case, err in checks["population_at_kappa"].items():
         log(f"  E[vᵀD̂(x)] = population denoiser at κ(σ²), {case} mean: max rel. diff {err:.1e}")
         assert err < 1e-12, err
+    for case in CASES:
+        bc = dict(b, u=b["v"])
+        err = max_rel_diff(theory(des[f"covariance/{case}"], bc), theory(des[f"variance/{case}"], bc))
+        log(f"  Cov[uᵀD̂, vᵀD̂] at u = v vs Var[vᵀD̂], {case} mean: max rel. diff {err:.1e}")
+        assert err < 1e-12, err
+        checks[f"covariance_at_u_eq_v_{case}"] = err
     fact = {}
     for case in CASES:
         fv = fact[case] = factorise_variance(des[f"variance/{case}"], model, case)

@@ -120,6 +120,17 @@ def test_variance_with_estimated_mean_vs_monte_carlo(model):
           sigma2=np.array([0.02, 0.2]))
 
 
+def test_covariance_of_two_modes_vs_monte_carlo(model):
+    """Cov[e₁ᵀD̂(x), e₂ᵀD̂(x)] with x − μ = e₁ + e₂ (mean known): between two
+    eigenmodes only the second pairing survives (e₁ᵀMe₂ = 0)."""
+    st = dc.Setting(60, 1.0, 5)
+    x = st.mu + st.e_top + dc.basis(60, 1)
+    e = model.expressions()["covariance/known"]
+    theory, _, _ = check(e, d=60, trials=1500, c=6.0, Sigma=st.s, mu=st.mu, u=st.e_top, v=dc.basis(60, 1), x=x,
+                         n=120, sigma2=np.array([0.02, 0.2]))
+    assert np.all(theory > 0)
+
+
 def test_split_disagreement_with_estimated_mean_vs_monte_carlo(model):
     st = dc.Setting(60, 1.0, 4)
     e = model.expressions()["split/estimated"]
