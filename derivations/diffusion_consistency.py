@@ -34,27 +34,21 @@ and PNG plots.
 """
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
+import multiprocessing
 import os
+import pathlib
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
 
-# Monte Carlo runs trials in worker processes: one BLAS thread each avoids
-# oversubscribing the cores (set before NumPy is imported; no effect if it was).
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+import numpy as np
+import sympy as sp
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import pathlib  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
-
-import numpy as np  # noqa: E402
-import sympy as sp  # noqa: E402
-
-import symrmt as sr  # noqa: E402
-from symrmt import Form, Tr  # noqa: E402
+import symrmt as sr
+from symrmt import Form, Tr
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import (Row, basis, integrate_equivalent, markdown_table, parse_form, power_law_spectrum,  # noqa: E402
@@ -131,9 +125,9 @@ class Model:
         return e
 
 
-def derive_all(model, log=print):
+def derive_all(exprs, log=print):
     des = {}
-    for name, e in model.expressions().items():
+    for name, e in exprs.items():
         t0 = time.perf_counter()
         des[name] = sr.deterministic_equivalent(e)
         log(f"  derived {name:<22} in {time.perf_counter() - t0:.2f} s")
@@ -921,7 +915,7 @@ def main(argv=None):
     model = Model()
     exprs = model.expressions()
     t0 = time.perf_counter()
-    des = derive_all(model, log)
+    des = derive_all(exprs, log)
     summary = {"args": vars(args), "checks": {}, "seconds_derive": time.perf_counter() - t0}
 
     log("== checks on the derived formulas")

@@ -132,3 +132,15 @@ def evaluate(de, bindings, dims):
     env["_de"] = de
     solve_groups(de, env)
     return scal(de.value, env)
+
+
+def kappa_bisection(s, n, lam):
+    """Root of ``κ(1 − Σᵢ sᵢ/(sᵢ+κ)/n) = λ`` on the physical branch
+    (``df1 < n``), by bisection: the iid-data equation, independent of the
+    engine's solvers."""
+    lo, hi = lam, lam + s.sum() / n + 10 * (lam + s.max())
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        df1 = np.sum(s / (s + mid))
+        lo, hi = (lo, mid) if (df1 >= n or mid * (1 - df1 / n) > lam) else (mid, hi)
+    return 0.5 * (lo + hi)

@@ -11,6 +11,8 @@ import pytest
 import symrmt as sr
 from symrmt.montecarlo import monte_carlo
 
+from .dense_reference import kappa_bisection as kappa
+
 n, d, p = sr.dims("n d p")
 lam, s2 = sr.scalar("lam"), sr.scalar("s2")
 Sigma = sr.Covariance("Sigma", d)
@@ -19,16 +21,6 @@ m = sr.Vector("m", d)
 X = sr.GaussianData("X", n, Sigma)
 Sh = X.T * X / n
 I = sr.I(d)
-
-
-def kappa(s, n_, lam_):
-    """Root of κ(1 − Σ s/(s+κ)/n) = λ on the physical branch, by bisection."""
-    lo, hi = lam_, lam_ + s.sum() / n_ + 10 * (lam_ + s.max())
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        df1 = np.sum(s / (s + mid))
-        lo, hi = (lo, mid) if (df1 >= n_ or mid * (1 - df1 / n_) > lam_) else (mid, hi)
-    return 0.5 * (lo + hi)
 
 
 def within(r, exact, allowance=0.0, k=3.0):

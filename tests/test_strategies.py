@@ -13,6 +13,8 @@ import symrmt as sr
 import symrmt.testing as srt
 from symrmt.montecarlo import evaluate_draw, monte_carlo
 
+from .dense_reference import kappa_bisection as kappa
+
 FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MC = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -88,13 +90,6 @@ def test_trace_and_quadratic_form_agree(data, sh, lam_, seed):
 
 
 # ---------------------------------------------------------------- equivalent
-def kappa(s, n_, lam_):
-    lo, hi = lam_, lam_ + s.sum() / n_ + 10 * (lam_ + s.max())
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        df1 = np.sum(s / (s + mid))
-        lo, hi = (lo, mid) if (df1 >= n_ or mid * (1 - df1 / n_) > lam_) else (mid, hi)
-    return 0.5 * (lo + hi)
 
 
 @MC

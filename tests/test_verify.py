@@ -7,6 +7,8 @@ import pytest
 import symrmt as sr
 from symrmt.verification import VerifyResult, verify
 
+from .dense_reference import kappa_bisection as kappa
+
 verify_module = importlib.import_module("symrmt.verification")
 
 n, d = sr.dims("n d")
@@ -18,15 +20,6 @@ EXPR = sr.ntr(Sh * (Sh + lam * sr.I(d)).inverse())
 S = np.arange(1, 101, dtype=float) ** -1.0
 LAMS = np.array([1e-2, 1e-1, 1.0])
 B = dict(Sigma=S, n=200, lam=LAMS)
-
-
-def kappa(s, n_, lam_):
-    lo, hi = lam_, lam_ + s.sum() / n_ + 10 * (lam_ + s.max())
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        df1 = np.sum(s / (s + mid))
-        lo, hi = (lo, mid) if (df1 >= n_ or mid * (1 - df1 / n_) > lam_) else (mid, hi)
-    return 0.5 * (lo + hi)
 
 
 def df1_theory(Sigma, n, lam):
