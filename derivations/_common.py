@@ -255,6 +255,31 @@ def pyplot(log=print):
     return plt
 
 
+def readable_log_axes(ax, which="xy"):
+    """Tick labels on every log axis of ``ax``, whatever its span.
+
+    Matplotlib labels only the decades of a log axis, so an axis spanning
+    less than one decade shows no tick label at all. Here: with two decades
+    or more, decades only (``10⁻²``); with less, ticks at 1, 2, 5 × 10^k
+    (1, 1.5, 2, 3, 4, 5, 7 × 10^k below one decade) labelled in plain
+    numbers (``0.2``, ``1.5``); minor ticks unlabelled. Call after the data
+    are drawn (the span is read from the axis limits)."""
+    from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator, NullFormatter
+    for name in which:
+        axis = ax.xaxis if name == "x" else ax.yaxis
+        if (ax.get_xscale() if name == "x" else ax.get_yscale()) != "log":
+            continue
+        lo, hi = sorted(ax.get_xlim() if name == "x" else ax.get_ylim())
+        if lo <= 0 or np.log10(hi / lo) >= 2:
+            axis.set_major_locator(LogLocator(base=10, numticks=12))
+            axis.set_major_formatter(LogFormatterSciNotation(base=10))
+        else:
+            subs = (1.0, 2.0, 5.0) if np.log10(hi / lo) >= 1 else (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0)
+            axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        axis.set_minor_formatter(NullFormatter())
+
+
 # ----------------------------------------------------------------- forms
 def parse_form(F):
     """``(c, u, M, w)`` for a form ``c·uᵀ M w`` of two vectors (``M`` the

@@ -1,6 +1,6 @@
 """Linear diffusion models (Wang, Zavatone-Veth, Pehlevan, arXiv:2602.02908): expected denoiser, cross-split variance and sampling map, derived by the engine and checked against Monte Carlo.
 
-Model (MATH.md, "Linear diffusion denoisers"): data ``x_i ~ N(μ, Σ)``,
+Model (docs/math.md, "Linear diffusion denoisers"): data ``x_i ~ N(μ, Σ)``,
 ``i = 1 … n``; the learned denoiser at noise variance ``σ²``
 
     D̂(x; σ) = μ̂ + Σ̂(Σ̂ + σ²)⁻¹(x − μ̂),
@@ -52,7 +52,7 @@ from symrmt import Form, Tr
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import (Row, basis, integrate_equivalent, markdown_table, parse_form, power_law_spectrum,  # noqa: E402
-                     pyplot, sum_over_basis, trend_table)
+                     pyplot, readable_log_axes, sum_over_basis, trend_table)
 
 CASES = ("known", "estimated")
 CASE_TEXT = {"known": "mean known (μ̂ = μ, Σ̂ normalised by n)",
@@ -165,7 +165,9 @@ def eigen_function(M, Sigma, s):
 @dataclasses.dataclass
 class FactorisedVariance:
     """``Var[vᵀD̂(x)] ≃ scale · A(v) · [B(x) + c₀] + scale · C(v, x)²`` with
-    ``scale = κ²/(m(1−γ))``, ``γ = Tr[…]/m`` — the engine's value rewritten."""
+    ``scale = κ²/(m(1−γ))``, ``γ = Tr[…]/m`` — the engine's value rewritten; with
+    the mean estimated ``+ scale · c₁ · vᵀMΣMv`` (``c₁ = 1/n``), the second Wick
+    pairing of the mean-estimation term ``σ⁴E[ξᵀĜvvᵀĜξ]``."""
 
     case: str
     kappa: sp.Symbol
@@ -176,6 +178,7 @@ class FactorisedVariance:
     value: sp.Expr              # the factorised form, as forms of v, x − μ (compilable)
     symbolic_residual: sp.Expr  # engine value − factorised form, in the form symbols (0)
     mode: sp.Expr               # m(s): anisotropy of an eigenmode, A(e_j) = m(s_j)
+    c1: sp.Expr = sp.S.Zero     # mean estimated: second pairing of its term, scale·c₁·vᵀMΣMv (c₁ = 1/n)
 
     def latex(self, model):
         """Display-math blocks (a list of LaTeX strings, one per ``$$``)."""
@@ -187,7 +190,8 @@ class FactorisedVariance:
             r"\operatorname{Var}\left[v^{T}\hat D(x)\right] \simeq"
             r" \underbrace{%s}_{\text{scale}}\;\underbrace{\mathcal{A}_v}_{\text{anisotropy}}"
             r"\;\underbrace{\left(\mathcal{B}_x%s\right)}_{\text{inhomogeneity}}"
-            r" \;+\; \underbrace{%s\,\mathcal{C}_{vx}^{2}}_{\text{second Wick pairing}}" % (scale, c0, scale),
+            r" \;+\; \underbrace{%s\,\mathcal{C}_{vx}^{2}}_{\text{second Wick pairing}}" % (scale, c0, scale)
+            + ("" if self.c1 == 0 else r" \;+\; %s\,%s\,v^{T} M \Sigma M v" % (scale, sp.latex(self.c1))),
             r"\mathcal{A}_v = v^{T} M v,\quad \mathcal{B}_x = %s^{T} M %s,\quad \mathcal{C}_{vx} = v^{T} M %s,"
             r"\quad M = %s,\quad \gamma = \frac{%s}{%s}" % (y, y, y, sp.latex(self.M), sp.latex(self.df2),
                                                          sp.latex(self.m)),
@@ -206,9 +210,10 @@ class FactorisedVariance:
         m2 = self.m.subs(half)
         c0 = "" if self.c0 == 0 else " + " + sp.latex(sp.sympify(self.c0).subs(half))
         scale = sp.latex(self.kappa ** 2 / (m2 * (1 - g)))
+        c1 = "" if self.c1 == 0 else " + " + sp.latex(sp.sympify(self.c1).subs(half)) + r"\operatorname{Tr}(M\Sigma M)"
         return (r"\mathbb{E}\,\tfrac12\left|\hat D_1(x)-\hat D_2(x)\right|^2 \simeq %s\left["
-                r"\operatorname{Tr}(M)\left(\mathcal{B}_x%s\right) + (x-\mu)^{T}M^{2}(x-\mu)\right],"
-                r"\qquad \gamma' = \frac{%s}{%s}" % (scale, c0, sp.latex(self.df2), sp.latex(m2)))
+                r"\operatorname{Tr}(M)\left(\mathcal{B}_x%s\right) + (x-\mu)^{T}M^{2}(x-\mu)%s\right],"
+                r"\qquad \gamma' = \frac{%s}{%s}" % (scale, c0, c1, sp.latex(self.df2), sp.latex(m2)))
 
 
 def factorise_variance(de, model, case):
@@ -263,10 +268,19 @@ def factorise_variance(de, model, case):
     for (pair, k), Psym in list(psym.items()):
         if k == lead:
             back_sub[Psym] = (S(*pair) - sp.Add(*[ck * P(*pair, kk) for kk, ck in base0.items() if kk != lead])) / base0[lead]
+    # the second Wick pairing of the mean-estimation term is a form of N = MΣM (vᵀNv): its
+    # highest pole is read back as that form first (then the poles shared with M, as above)
+    Dvv = sp.Symbol("D_v_v")
+    baseN = partial_fractions(m0 ** 2 * ssym)
+    leadN = max((k for k in baseN if k not in base0), key=sp.default_sort_key)
+    back_N = {}
+    if (("v", "v"), leadN) in psym:
+        back_N[P("v", "v", leadN)] = (Dvv - sp.Add(*[ck * P("v", "v", kk) for kk, ck in baseN.items()
+                                                      if kk != leadN])) / baseN[leadN]
     # traces frozen as symbols too: SymPy's simplify is slow on matrix functionals
     traces = sorted(de.value.atoms(Tr), key=sp.default_sort_key)
     tsym = {T: sp.Symbol(f"T_{i}") for i, T in enumerate(traces)}
-    val = de.value.xreplace(rep).xreplace(tsym).xreplace(back_sub)
+    val = de.value.xreplace(rep).xreplace(tsym).xreplace(back_N).xreplace(back_sub)
     num, den = sp.fraction(sp.together(val))
     num = sp.expand(num)
     left = num.free_symbols & set(psym.values())
@@ -280,8 +294,8 @@ def factorise_variance(de, model, case):
     val = sp.expand(sp.together(val.xreplace(y_sub)))
     Avv, Byy, Cvy = S("v", "v"), S("y", "y"), S("v", "y")
     num, den = sp.fraction(sp.factor_terms(sp.together(val)))
-    poly = sp.Poly(sp.expand(num), Avv, Byy, Cvy, S("mu", "v"), S("mu", "y"), S("mu", "mu"))
-    allowed = {(1, 1, 0, 0, 0, 0), (0, 0, 2, 0, 0, 0), (1, 0, 0, 0, 0, 0)}
+    poly = sp.Poly(sp.expand(num), Avv, Byy, Cvy, S("mu", "v"), S("mu", "y"), S("mu", "mu"), Dvv)
+    allowed = {(1, 1, 0, 0, 0, 0, 0), (0, 0, 2, 0, 0, 0, 0), (1, 0, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0, 0, 1)}
     extra = set(poly.monoms()) - allowed
     if extra:
         raise ValueError(f"unexpected terms in the variance (μ should drop out): {extra}")
@@ -290,6 +304,7 @@ def factorise_variance(de, model, case):
     if sp.simplify(first - second) != 0:
         raise ValueError("the two Wick pairings do not share one scale")
     c0 = sp.factor(poly.coeff_monomial(Avv) / first)
+    c1 = sp.factor(poly.coeff_monomial(Dvv) / first)
     scale = sp.factor(first / den)
     # 4. scale = κ²/(m(1 − γ)), γ = df2/m, df2 the trace in the engine's denominator
     (T,) = [t for t in tsym.values() if scale.has(t)]
@@ -297,16 +312,17 @@ def factorise_variance(de, model, case):
     m = ratio.subs(T, 0)
     if sp.expand(ratio - (m - T)) != 0:
         raise ValueError(f"scale {scale} is not κ²/(m − Tr)")
-    factorised_sym = kappa ** 2 / (m - T) * (Avv * (Byy + c0) + Cvy ** 2)
+    factorised_sym = kappa ** 2 / (m - T) * (Avv * (Byy + c0) + Cvy ** 2 + c1 * Dvv)
     residual = sp.cancel(val - factorised_sym)
     back_t = {v_: k_ for k_, v_ in tsym.items()}
     df2 = T.xreplace(back_t)
     factorised_sym = factorised_sym.xreplace(back_t)
     y = x - mu
-    back = {Avv: Form(v.T * M * v), Byy: Form(y.T * M * y), Cvy: Form(v.T * M * y)}
+    back = {Avv: Form(v.T * M * v), Byy: Form(y.T * M * y), Cvy: Form(v.T * M * y),
+            Dvv: Form(v.T * M * model.Sigma * M * v)}
     value = factorised_sym.xreplace(back)
     mode = eigen_function(M, model.Sigma, sp.Symbol("s", positive=True))
-    return FactorisedVariance(case, kappa, M, m, df2, c0, value, residual, mode)
+    return FactorisedVariance(case, kappa, M, m, df2, c0, value, residual, mode, c1)
 
 
 def as_equivalent(de, value):
@@ -357,11 +373,10 @@ def check_split_vs_modes(des, model, case, trials=3):
     """The engine's split disagreement vs its per-mode variance summed over a
     basis at n/2 samples (two derivation routes of one quantity).
 
-    Returns ``(max rel. difference, max rel. residual after the known extra
-    term)``: with the mean estimated the direct route keeps the second pairing
-    ``κ²Tr[Σ³(Σ+κ)⁻⁴]/((m − Tr[Σ²(Σ+κ)⁻²])·n/2)``, ``m = n/2 − 1``, of
-    ``σ⁴E[δᵀĜ²δ]`` (``δ = μ̂ − μ``) that the per-mode route drops; the
-    residual after subtracting it is the check that nothing else differs."""
+    Returns ``(max rel. difference, max rel. residual)``, now one number twice:
+    the per-mode route keeps the second pairing of the mean-estimation term
+    (``κ²Tr[Σ³(Σ+κ)⁻⁴]/((m − Tr[Σ²(Σ+κ)⁻²])·n/2)`` summed, ``m = n/2 − 1``)
+    that it used to drop, so both routes agree exactly (issue 13)."""
     tot = split_theory(des, model, case, "variance")
     direct = des[f"split/{case}"]
     errs, resid = [], []
@@ -369,13 +384,7 @@ def check_split_vs_modes(des, model, case, trials=3):
         b = random_bindings(np.random.default_rng(200 + i))
         a, c = theory(direct, b), theory(tot, b, b["n"] // 2)
         errs.append(max_rel_diff(c, a))
-        extra = 0.0
-        if case == "estimated":
-            k = kappa_of(direct, **bindings_for(direct.expr, b))
-            s, n2 = np.asarray(b["Sigma"])[:, None], b["n"] / 2
-            t2 = np.sum(s ** 2 / (s + k) ** 2, axis=0)
-            extra = k ** 2 * np.sum(s ** 3 / (s + k) ** 4, axis=0) / ((n2 - 1 - t2) * n2)
-        resid.append(max_rel_diff(c + extra, a))
+        resid.append(max_rel_diff(c, a))
     return max(errs), max(resid)
 
 
@@ -402,13 +411,14 @@ def compiled(de):
 #: it, and its error roughly squares per level, so the values are far more
 #: accurate; the checks on the derived formulas use the default (1e-10)
 QUAD_RTOL = 1e-6
+PLOT_RTOL = 1e-4    # quadrature tolerance of curves that are only drawn (checked against QUAD_RTOL values)
 
 
 def theory(de, b, n=None, quad_rtol=QUAD_RTOL):
     """The engine's value at bindings ``b`` (``n`` overrides the sample size),
     by ``compile()`` — integrals (single and nested) included."""
     b = bindings_for(de.expr, dict(b) if n is None else dict(b, n=n))
-    return np.atleast_1d(np.asarray(compiled(de)(quad_rtol=quad_rtol, **b), dtype=float))
+    return np.atleast_1d(np.asarray(compiled(de)(b, quad_rtol=quad_rtol), dtype=float))
 
 
 def split_theory(des, model, case, what):
@@ -619,18 +629,33 @@ def figures(exprs, des, fact, model, bud, args, log=print):
     t0 = time.perf_counter()
     traj = np.geomspace(args.sigmaT2, 1e-3, bud.trajectory + 1)[1:]
     b = dict(Sigma=st.s, mu=st.mu, v=st.e_mid, x=st.x_T(args.sigmaT2), n=n, sigma2=traj, sigmaT2=args.sigmaT2)
-    tr = {"sigma2": traj.tolist(), "sigmaT2": args.sigmaT2, "mode": st.k_mid}
+    # smooth theory curves for the plot: a grid that refines the Monte Carlo points
+    # (which it contains), at a plotting tolerance PLOT_RTOL, checked at those points
+    refine = 3 if getattr(args, "quick", False) else 4   # 16 / 37 points: 3–4 per decade of σ²
+    fine = np.geomspace(traj[0], traj[-1], refine * (traj.size - 1) + 1)
+    b_fine = dict(b, sigma2=fine)
+    tr = {"sigma2": traj.tolist(), "sigmaT2": args.sigmaT2, "mode": st.k_mid, "sigma2_fine": fine.tolist()}
     for case in CASES:
         q_split = theory(des[f"map_split/{case}"], b)
         q_var = theory(des[f"map_var/{case}"], b, n // 2)
         m_th = theory(des[f"map/{case}"], b)
+        fine_th = {"split": theory(des[f"map_split/{case}"], b_fine, quad_rtol=PLOT_RTOL),
+                   "var": theory(des[f"map_var/{case}"], b_fine, n // 2, quad_rtol=PLOT_RTOL),
+                   "mean": theory(des[f"map/{case}"], b_fine, quad_rtol=PLOT_RTOL)}
+        gap = max(max_rel_diff(fine_th[k][::refine], ref) for k, ref in
+                  (("split", q_split), ("var", q_var), ("mean", m_th)))
+        assert gap < 1e-3, f"plot curve vs table theory at the Monte Carlo points: {gap:.1e}"
+        fine_th = {k: v.tolist() for k, v in fine_th.items()}
+        log(f"  trajectory curves ({fine.size} points, quad_rtol {PLOT_RTOL:g}), {case} mean: "
+            f"max rel. diff at the Monte Carlo points {gap:.1e}")
         sp_mc = run_mc(exprs[f"map_split/{case}"], T["map_split"], args.seed + 3, **b)
         var_mc = run_mc(exprs[f"map_var/{case}"], T["map_var"], args.seed + 5, **dict(b, n=n // 2))
         m_mc = run_mc(exprs[f"map/{case}"], T["map"], args.seed + 4, **b)
         tr[case] = {"split_theory": q_split.tolist(), "split_mc": sp_mc[0].tolist(),
                     "split_sem": sp_mc[1].tolist(),
                     "var_theory": q_var.tolist(), "var_mc": var_mc[0].tolist(), "var_sem": var_mc[1].tolist(),
-                    "mean_theory": m_th.tolist(), "mean_mc": m_mc[0].tolist(), "mean_sem": m_mc[1].tolist()}
+                    "mean_theory": m_th.tolist(), "mean_mc": m_mc[0].tolist(), "mean_sem": m_mc[1].tolist(),
+                    "fine_theory": fine_th}
     data["trajectory"] = tr
     log(f"  sampling trajectory: {time.perf_counter() - t0:.1f} s")
     return data
@@ -661,18 +686,20 @@ def mode_values(de, model, s, kappa, sigma2=None):
 
 def factorised_modes(fv, st, xin, n, kappa):
     """Per-mode variance ``Var[e_jᵀD̂(x)]`` for every ``j`` from the factorised
-    form: ``scale · m(s_j) · (Σ_k m(s_k) y_k² + c₀) + scale · (m(s_j) y_j)²``,
-    ``y = x − μ``; returns (total, first pairing, second pairing)."""
+    form: ``scale · m(s_j) · (Σ_k m(s_k) y_k² + c₀) + scale · (m(s_j) y_j)²
+    + scale · c₁ s_j m(s_j)²``, ``y = x − μ``; returns (total, first pairing,
+    second pairings)."""
     ssym = sp.Symbol("s", positive=True)
     msj = sp.lambdify([ssym, fv.kappa], fv.mode, "numpy")(st.s, kappa) * np.ones_like(st.s)
     df2 = float(np.sum(sp.lambdify([ssym, fv.kappa], eigen_trace(fv.df2, ssym), "numpy")(st.s, kappa)))
-    nsym = [a for a in (fv.m.free_symbols | fv.c0.free_symbols) if a.name == "n"]
+    nsym = [a for a in (fv.m.free_symbols | fv.c0.free_symbols | sp.sympify(fv.c1).free_symbols) if a.name == "n"]
     at_n = {a: n for a in nsym}
     m, c0 = float(fv.m.subs(at_n)), float(sp.sympify(fv.c0).subs(at_n))
     scale = kappa ** 2 / (m - df2)
     y = xin - st.mu
+    c1 = float(sp.sympify(fv.c1).subs(at_n))
     first = scale * msj * (float(np.sum(msj * y ** 2)) + c0)
-    second = scale * (msj * y) ** 2
+    second = scale * (msj * y) ** 2 + scale * c1 * st.s * msj ** 2   # e_jᵀMΣMe_j = s_j m(s_j)²
     return first + second, first, second
 
 
@@ -688,13 +715,21 @@ def _sigma_of(M):
 
 
 def plot_all(data, out, args, log=print):
+    """The five figures. Theory: smooth curves on a fine grid (every mode, or
+    a fine grid of n or σ²); Monte Carlo: points with ±1 sem error bars. Axis
+    labels say what is plotted and how it is normalised; titles give d and n/d."""
     plt = pyplot(log)
     if plt is None:
         return []
     files = []
     d = data["d"]
+    alpha = data.get("alpha", args.alpha)
+    spec = f"s_j = j^-{alpha:g}"
 
-    def save(fig, name):
+    def save(fig, name, axes):
+        for ax in np.atleast_1d(axes):
+            readable_log_axes(ax)
+            ax.grid(True, which="major", alpha=0.25)
         path = out / name
         fig.tight_layout()
         fig.savefig(path, dpi=120)
@@ -702,102 +737,115 @@ def plot_all(data, out, args, log=print):
         files.append(path.name)
 
     # κ(σ²)
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
     sg = np.asarray(data["kappa"]["sigma2"])
     for r, k in data["kappa"]["curves"].items():
         ax.loglog(sg, k, label=f"n/d = {r}")
-    ax.loglog(sg, sg, "k--", lw=1, label="κ = σ² (n → ∞)")
+    ax.loglog(sg, sg, "k--", lw=1, label="κ = σ² (n/d → ∞)")
     ax.set_xlabel("noise variance σ²")
-    ax.set_ylabel("renormalised noise κ(σ²)")
-    ax.set_title(f"renormalised noise, mean known, d = {d}")
+    ax.set_ylabel("renormalised noise κ(σ²)  [units of s₁ = 1]")
+    ax.set_title(f"renormalised noise κ(1 − df₁(κ)/n) = σ², mean known\nd = {d}, {spec} "
+                 f"(theory, {sg.size}-point grid)", fontsize=9)
     ax.legend(fontsize=8)
-    save(fig, "kappa.png")
+    save(fig, "kappa.png", ax)
 
     # per-mode gain, and its ratio to the population gain (over-shrinkage)
     g = data["gain"]
     pop = np.asarray(g["population"])
-    fig, axs = plt.subplots(1, 2, figsize=(11, 4))
+    ng = g["n"] / d
+    fig, axs = plt.subplots(1, 2, figsize=(12, 4.6))
     j = np.arange(1, d + 1)
     axs[0].semilogx(j, pop, "k--", label="population  s_j/(s_j+σ²)")
-    axs[1].semilogx(j, np.ones_like(pop), "k--", lw=1)
+    axs[1].semilogx(j, np.ones_like(pop), "k--", lw=1, label="population (ratio 1)")
     for (r, cur), c in zip(g["by_ratio"].items(), ("C2", "C3", "C4", "C5", "C6", "C7")):
-        axs[0].semilogx(j, cur["theory"], color=c, lw=1, label=f"n/d = {r}: s_j/(s_j+κ), κ = {cur['kappa']:.3g}")
-        axs[1].semilogx(j, np.asarray(cur["theory"]) / pop, color=c, lw=1, label=f"n/d = {r}")
+        axs[0].semilogx(j, cur["theory"], color=c, lw=1, label=f"theory n/d = {r}: s_j/(s_j+κ), κ = {cur['kappa']:.3g}")
+        axs[1].semilogx(j, np.asarray(cur["theory"]) / pop, color=c, lw=1, label=f"theory n/d = {r}")
     for case, c, mk, ls in zip(CASES, ("C0", "C1"), ("o", "s"), ("-", "--")):
         mo = np.asarray(g[case]["modes"])
         th = np.asarray(g[case]["theory"])
-        axs[0].semilogx(j, th, color=c, ls=ls, label=f"n/d = {g['n'] / d:g}, {case} mean, κ = {g[case]['kappa']:.3g}")
-        axs[1].semilogx(j, th / pop, color=c, ls=ls, label=f"n/d = {g['n'] / d:g}, {case} mean")
-        axs[0].errorbar(mo + 1, g[case]["mc"], yerr=g[case]["sem"], fmt=mk, color=c, ms=4, mfc="none",
-                        label=f"Monte Carlo, n/d = {g['n'] / d:g}, {case} mean")
+        axs[0].semilogx(j, th, color=c, ls=ls, label=f"theory n/d = {ng:g}, {case} mean, κ = {g[case]['kappa']:.3g}")
+        axs[1].semilogx(j, th / pop, color=c, ls=ls, label=f"theory n/d = {ng:g}, {case} mean")
+        axs[0].errorbar(mo + 1, g[case]["mc"], yerr=g[case]["sem"], fmt=mk, color=c, ms=4, mfc="none", capsize=2,
+                        label=f"Monte Carlo ± sem, n/d = {ng:g}, {case} mean")
         axs[1].errorbar(mo + 1, np.asarray(g[case]["mc"]) / pop[mo], yerr=np.asarray(g[case]["sem"]) / pop[mo],
-                        fmt=mk, color=c, ms=4, mfc="none", label=f"Monte Carlo, {case} mean")
-    axs[0].set_ylabel("expected gain E[e_jᵀ Σ̂(Σ̂+σ²)⁻¹ e_j]")
-    axs[1].set_ylabel("expected gain / population gain")
-    axs[0].set_title(f"per-mode shrinkage, σ² = {g['sigma2']}, d = {d}")
-    axs[1].set_title("over-shrinkage of low-variance modes: → σ²/κ")
+                        fmt=mk, color=c, ms=4, mfc="none", capsize=2, label=f"Monte Carlo ± sem, {case} mean")
+    axs[0].set_ylabel("expected gain E[e_jᵀ Σ̂(Σ̂+σ²)⁻¹ e_j]  (1 = kept, 0 = removed)")
+    axs[1].set_ylabel("expected gain / population gain s_j/(s_j+σ²)")
+    axs[0].set_title(f"per-mode shrinkage, σ² = {g['sigma2']}, d = {d}, {spec}", fontsize=9)
+    axs[1].set_title(f"over-shrinkage of low-variance modes → σ²/κ, d = {d}", fontsize=9)
     for ax in axs:
-        ax.set_xlabel("eigenmode j (s_j = j^-α)")
+        ax.set_xlabel("eigenmode j (eigenvalue s_j of Σ, decreasing)")
         ax.legend(fontsize=7)
-    save(fig, "shrinkage.png")
+    save(fig, "shrinkage.png", axs)
 
     # per-mode variance
     v = data["variance"]
-    fig, axs = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axs = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
     for ax, case in zip(axs, CASES):
         vc = v[case]
-        ax.loglog(j, vc["theory"], "C0", marker=".", ms=3, label="input x − μ = 2e₁: both pairings")
-        ax.loglog(j, vc["first_pairing"], "C0:", label="first pairing only")
+        ax.loglog(j, vc["theory"], "C0", lw=1.5, label="theory, input x − μ = 2e₁: both pairings (every mode)")
+        ax.loglog(j, vc["first_pairing"], "C0:", label="theory, first pairing only")
         for (lab, curve), c in zip(vc["other_inputs"].items(), ("C2", "C3")):
             curve = np.asarray(curve)
             if np.any(curve > 0):
-                ax.loglog(j, np.where(curve > 0, curve, np.nan), c, lw=1, label=lab)
-        ax.errorbar(np.asarray(vc["modes"]) + 1, vc["mc"], yerr=vc["sem"], fmt="o", color="C0", ms=4,
-                    label="Monte Carlo")
-        ax.set_title(f"{case} mean, σ² = {v['sigma2']}, n = {data['n']}, d = {d}")
-        ax.set_xlabel("eigenmode j")
-    axs[0].set_ylabel("Var[e_jᵀ D̂(x)] across training sets")
+                ax.loglog(j, np.where(curve > 0, curve, np.nan), c, lw=1, label=f"theory, {lab}")
+        ax.errorbar(np.asarray(vc["modes"]) + 1, vc["mc"], yerr=vc["sem"], fmt="o", color="C0", ms=4, capsize=2,
+                    label="Monte Carlo ± sem (x − μ = 2e₁)")
+        ax.set_title(f"{case} mean: σ² = {v['sigma2']}, n/d = {data['n'] / d:g}, d = {d}", fontsize=9)
+        ax.set_xlabel("eigenmode j (eigenvalue s_j of Σ, decreasing)")
+        ax.yaxis.set_tick_params(labelleft=True)
+    axs[0].set_ylabel("Var[e_jᵀ D̂(x)] across training sets of n samples")
     for ax in axs:
         ax.legend(fontsize=7)
-    save(fig, "variance_modes.png")
+    save(fig, "variance_modes.png", axs)
 
     # split disagreement vs n
     sp_ = data["split"]
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for case, c in zip(CASES, ("C0", "C1")):
-        ax.loglog(np.asarray(sp_["n_grid"]) / d, sp_[case]["theory"], color=c, label=f"theory, {case} mean")
-        ax.errorbar(sp_["ratios"], sp_[case]["mc"], yerr=sp_[case]["sem"], fmt="o", color=c, ms=4,
-                    label=f"Monte Carlo, {case} mean")
-    ax.set_xticks(sp_["ratios"], [f"{r:g}" for r in sp_["ratios"]])
-    ax.minorticks_off()
-    ax.set_xlabel("n/d (each model sees n/2)")
-    ax.set_ylabel("½|D̂₁(x) − D̂₂(x)|²")
-    ax.set_title(f"disagreement between splits, σ² = {sp_['sigma2']}, d = {d}")
-    ax.legend(fontsize=8)
-    save(fig, "split_vs_n.png")
+        ax.loglog(np.asarray(sp_["n_grid"]) / d, sp_[case]["theory"], color=c,
+                  label=f"theory ({len(sp_['n_grid'])} values of n), {case} mean")
+        ax.errorbar(sp_["ratios"], sp_[case]["mc"], yerr=sp_[case]["sem"], fmt="o", color=c, ms=4, capsize=2,
+                    label=f"Monte Carlo ± sem, {case} mean")
+    ax.set_xlabel("n/d  (each of the two models sees n/2 samples)")
+    ax.set_ylabel("½|D̂₁(x) − D̂₂(x)|²  (summed over the d coordinates)")
+    ax.set_title(f"disagreement between disjoint halves, σ² = {sp_['sigma2']}\nd = {d}, {spec}, "
+                 "x a typical input", fontsize=9)
+    ax.legend(fontsize=7)
+    save(fig, "split_vs_n.png", ax)
 
     # trajectory
     tr = data["trajectory"]
     sg = np.asarray(tr["sigma2"])
+    fine = np.asarray(tr.get("sigma2_fine", sg))
     cases = [c for c in CASES if c in tr]
-    fig, axs = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axs = plt.subplots(1, 3, figsize=(15, 4.6))
+    k = tr["mode"] + 1
     for case, c in zip(cases, ("C0", "C1")):
-        for ax, key, lab in ((axs[0], "split", "½|x*₁ − x*₂|² between splits"),
-                             (axs[1], "var", f"Var[e_kᵀx*] across training sets of n/2, k = {tr['mode'] + 1}"),
-                             (axs[2], "mean", f"E[e_kᵀx*(x_T; σ)], k = {tr['mode'] + 1}")):
-            ax.plot(sg, tr[case][f"{key}_theory"], color=c, label=f"theory, {case} mean")
-            ax.errorbar(sg, tr[case][f"{key}_mc"], yerr=tr[case][f"{key}_sem"], fmt="o", color=c, ms=4,
-                        label=f"Monte Carlo, {case} mean")
+        for ax, key, lab in ((axs[0], "split", "½|x*₁ − x*₂|²  (halves of n; summed over d coordinates)"),
+                             (axs[1], "var", f"Var[e_kᵀx*] across training sets of n/2 samples, k = {k}"),
+                             (axs[2], "mean", f"E[e_kᵀx*(x_T; σ)], k = {k}")):
+            curve = tr[case].get("fine_theory", {}).get(key)
+            if curve is None:   # summaries written before the fine grid existed
+                curve, xs = tr[case][f"{key}_theory"], sg
+            else:
+                xs = fine
+            ax.plot(xs, curve, color=c, label=f"theory ({len(xs)}-point grid), {case} mean")
+            ax.errorbar(sg, tr[case][f"{key}_mc"], yerr=tr[case][f"{key}_sem"], fmt="o", color=c, ms=4, capsize=2,
+                        label=f"Monte Carlo ± sem, {case} mean")
             ax.set_ylabel(lab)
     for i, ax in enumerate(axs):
         ax.set_xscale("log")
         if i < 2:
             ax.set_yscale("log")
         ax.invert_xaxis()
-        ax.set_xlabel(f"σ² along the trajectory (σ_T² = {tr['sigmaT2']:g})")
-        ax.legend(fontsize=8)
-    axs[0].set_title(f"sampling map, d = {d}, n = {data['n']}")
-    save(fig, "trajectory.png")
+        ax.set_xlabel(f"noise variance σ² along the trajectory (from σ_T² = {tr['sigmaT2']:g})")
+        ax.legend(fontsize=7)
+    axs[0].set_title(f"sampling map x*: disagreement, d = {d}, n/d = {data['n'] / d:g}", fontsize=9)
+    axs[1].set_title(f"sampling map x*: variance of mode k = {k}, d = {d}, n/d = {data['n'] / (2 * d):g}",
+                     fontsize=9)
+    axs[2].set_title(f"sampling map x*: mean of mode k = {k}, d = {d}, n/d = {data['n'] / d:g}", fontsize=9)
+    save(fig, "trajectory.png", axs)
     return files
 
 
@@ -810,7 +858,7 @@ def formulas_markdown(des, fact, model, checks):
          "variance and the sampling-map disagreement are the engine's values rewritten with SymPy "
          "(checked equal, symbolically and numerically).", "",
          "Cases: " + "; ".join(f"**{c}**: {t}" for c, t in CASE_TEXT.items()) + ".",
-         "Conventions of MATH.md: `Tr` unnormalised, κ the renormalised noise, ≃ deterministic equivalence. "
+         "Conventions of docs/math.md: `Tr` unnormalised, κ the renormalised noise, ≃ deterministic equivalence. "
          "The inputs are column vectors: `v` a read-out direction, `x` the input (the start `x_T` of the "
          "sampling ODE for the sampling map), `μ` the data mean.", ""]
     titles = {"population": "Population denoiser (deterministic)",

@@ -1,6 +1,6 @@
 """Hypothesis strategies for property-based tests of random-matrix code.
 
-Each strategy generates plain NumPy data in the conventions of API.md (a
+Each strategy generates plain NumPy data in the conventions of docs/api.md (a
 covariance as its 1-D eigenvalues, or a 2-D matrix; dimensions as ints) that
 can be passed straight to ``sr.monte_carlo``, ``sr.verify`` or a compiled
 equivalent. Strategies taking ``d`` accept an int or a strategy of ints.

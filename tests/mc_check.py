@@ -2,7 +2,7 @@
 
 Tolerance: ``|mc − theory| ≤ k·sem + c·|theory|/d`` — ``k`` standard errors
 of the Monte Carlo mean plus the finite-size allowance of a first-order
-deterministic equivalent, whose error is O(1/d) relative (MATH.md); ``c`` is
+deterministic equivalent, whose error is O(1/d) relative (docs/math.md); ``c`` is
 stated at each call site.
 """
 import numpy as np

@@ -2,7 +2,7 @@
 
 Exact expectations (laws of the sampled objects) are checked within
 ``3·sem`` and nothing else; deterministic equivalents within
-``3·sem + 1/d`` (the finite-size allowance of MATH.md), with the equivalent
+``3·sem + 1/d`` (the finite-size allowance of docs/math.md), with the equivalent
 computed here by bisection, independently of the symbolic engine.
 """
 import numpy as np

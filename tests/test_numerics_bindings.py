@@ -1,4 +1,4 @@
-"""Numerics: binding rules and validation errors (API.md, Evaluating)."""
+"""Numerics: binding rules and validation errors (docs/api.md, Evaluating)."""
 import numpy as np
 import pytest
 
@@ -49,8 +49,8 @@ def test_dimensions_inferred_and_checked(f):
     (dict(Sigma=np.diag(S) - np.ones((10, 10))), r"'Sigma': a covariance must be positive semi-definite"),
     (dict(Sigma=np.ones((10, 11))), r"'Sigma': Sigma is square \(d×d\) but the array has shape \(10, 11\)"),
     (dict(Sigma=np.ones((2, 2, 2))), r"'Sigma': expected a 1-D \(diagonal\) or 2-D array"),
-    (dict(Sigma=["a"] * 10), r"'Sigma': entries must be numbers"),
-    (dict(lam=-0.1), r"'lam': the real branch needs lam > 0, got -0.1 .*bind a complex value"),
+    (dict(Sigma=["a"] * 10), r"'Sigma': entries must be numbers; could not read 'a'"),
+    (dict(lam=-0.1), r"'lam': lam is declared positive, got -0.1; .*bound as a complex number"),
     (dict(lam=np.nan), r"'lam': contains nan; values must be finite"),
     (dict(lam=0.0), r"'lam': the ridge lam = 0 .* rank Σ ≤ min\(sizes\) = 20; use lam > 0"),
     (dict(n=0), r"'n': a dimension must be a positive integer, got 0"),

@@ -1,5 +1,5 @@
 """One-point equivalents (issue 2): derived values and equations against
-the forms of MATH.md, symbolically where SymPy can decide it and otherwise
+the forms of docs/math.md, symbolically where SymPy can decide it and otherwise
 at random numeric points to 1e-12 (dense reference, tests/dense_reference.py).
 """
 import numpy as np
@@ -131,7 +131,7 @@ def test_random_features_match_product_of_s_transforms(layers, case):
     de = DE(expr)
     (k,) = de.unknowns
     (eq,) = de.equations
-    # MATH.md: κ = λ / [(1 − df/n) Π_l (1 − df/p_l)]
+    # docs/math.md: κ = λ / [(1 − df/n) Π_l (1 − df/p_l)]
     target = k * (1 - df(k) / n) * sp.Mul(*[(1 - df(k) / q) for q in sizes]) - lam
     assert zero((eq.lhs - eq.rhs) - target)
     assert zero(de.value - expected(k))
@@ -139,7 +139,7 @@ def test_random_features_match_product_of_s_transforms(layers, case):
 
 # ------------------------------------------------------------- correlated samples
 def _S_K_at(kv, t):
-    """Independent route: S_K(−t) from K's eigenvalues via ψ_K (MATH.md):
+    """Independent route: S_K(−t) from K's eigenvalues via ψ_K (docs/math.md):
     find μ with tr[K(K+μ)⁻¹] = t, then S_K(−t) = (1 − t)/(μ t)."""
     from scipy.optimize import brentq
     mu = brentq(lambda m: np.mean(kv / (kv + m)) - t, 1e-14, 1e14, xtol=1e-15, rtol=1e-15)

@@ -1,5 +1,5 @@
 """S-transform catalogue against its defining relation S(ψ(z)) = (1+ψ)/ψ · z
-(MATH.md): ψ from closed forms (Marchenko–Pastur) or exact spectra, and the
+(docs/math.md): ψ from closed forms (Marchenko–Pastur) or exact spectra, and the
 product rule against sampled free products."""
 import numpy as np
 import pytest

@@ -3,7 +3,7 @@
 Identities are checked on single draws of the Monte Carlo evaluator to
 1e-10; the resolvent trace against its equivalent (independent bisection)
 within ``3·sem + 2|θ|/(n−d)`` — the finite-size allowance is twice the
-largest gap MATH.md quotes (``1/(n−d−1)`` relative, ``tr Σ̂⁻¹``, ``Σ = I``).
+largest gap docs/math.md quotes (``1/(n−d−1)`` relative, ``tr Σ̂⁻¹``, ``Σ = I``).
 """
 import numpy as np
 from hypothesis import HealthCheck, given, settings

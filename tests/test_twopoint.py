@@ -1,6 +1,6 @@
 """Two-point equivalents, noise averaging and ridge regression written from
 its raw definition (issue 5): against Monte Carlo of the same expressions,
-and against the textbook forms of MATH.md at random points to 1e-12."""
+and against the textbook forms of docs/math.md at random points to 1e-12."""
 import numpy as np
 import pytest
 import sympy as sp
@@ -129,7 +129,7 @@ def test_variance_of_bilinear_form_is_twice_one_pairing():
     expr = sr.var(v.T * G(lam) * x)
     de = sr.deterministic_equivalent(expr)
     theory = float(de.compile()(Sigma=s, v=e1, x=e1, n=2 * Dn, lam=0.1))
-    # one pairing: E[GAG] − E[G]AE[G] from first-order equivalents (MATH.md)
+    # one pairing: E[GAG] − E[G]AE[G] from first-order equivalents (docs/math.md)
     one = sr.deterministic_equivalent(Form(v.T * G(lam) * x * x.T * G(lam) * v))
     f = sr.deterministic_equivalent(Form(v.T * G(lam) * x))
     b = dict(Sigma=s, v=e1, x=e1, n=2 * Dn, lam=0.1)

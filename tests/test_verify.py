@@ -38,17 +38,17 @@ def test_default_theory_comes_from_the_engine_hook(monkeypatch):
     assert seen["expr"] is EXPR and set(seen["bindings"]) == {"Sigma", "n", "lam"}
     assert isinstance(res, VerifyResult) and res.passed, res
     assert res.dim_name == "n" and res.dim == 200
-    np.testing.assert_allclose(res.tol, 3 * res.sem + 1 / 200)
+    np.testing.assert_allclose(res.tol, 3 * res.sem + np.abs(res.theory) / 200)
     np.testing.assert_allclose(res.z, res.diff / res.sem)
     text = repr(res)
-    assert "PASSED" in text and "3·sem + 1/d, d = n = 200" in text
+    assert "PASSED" in text and "3·sem + 1·|theory|/d, d = n = 200" in text
     for col in ("theory", "mc", "sem", "diff", "z", "rel", "tol"):
         assert col in text
     res.assert_passed()
 
 
 def test_wrong_theory_fails_and_says_where():
-    shift = np.array([0.0, 0.02, 0.0])  # 0.02 ≫ 3·sem + 1/200 at the middle point only
+    shift = np.array([0.0, 0.02, 0.0])  # 0.02 ≫ 3·sem + |theory|/200 at the middle point only
     res = verify(EXPR, trials=60, progress=False, theory=lambda **b: df1_theory(**b) + shift, **B)
     assert not res.passed and list(res.ok) == [True, False, True]
     assert "FAILED at 1 of 3 point(s)" in repr(res)
@@ -61,7 +61,7 @@ def test_tolerance_parameters_are_used():
     gap = np.abs(base.diff).max()
     tight = verify(EXPR, k=0.0, c=0.0, trials=30, progress=False, theory=lambda **b: df1_theory(**b) + 2 * gap,
                    **B)
-    loose = verify(EXPR, k=0.0, c=200 * 3 * gap, trials=30, progress=False,
+    loose = verify(EXPR, k=0.0, c=200 * 3 * gap / np.abs(base.theory).min(), trials=30, progress=False,
                    theory=lambda **b: df1_theory(**b) + 2 * gap, **B)
     assert not tight.passed and loose.passed
 

@@ -1,4 +1,4 @@
-"""Variances and covariances across draws (MATH.md §Variances).
+"""Variances and covariances across draws (docs/math.md §Variances).
 
 ``Cov(s, t)`` for statistics linear in traces: by the law of total
 covariance, first over Gaussian vectors (exact Wick pairings that connect
@@ -7,7 +7,12 @@ covariance, first over Gaussian vectors (exact Wick pairings that connect
     Cov(s, t) = E_{rest}[Cov_core(s, t)] + Cov_{rest}(E_core s, E_core t),
 
 with the second-order rule ``rules.covariance`` (both Wick pairings for
-real data) for the core.
+real data) for the core when both statistics are quadratic forms (a
+rank-one letter ``v uᵀ`` in the word). Traces fluctuate by ``O(1)`` through
+the whole spectrum: they go through the trace-fluctuation law
+(``fluctuations``, docs/math.md §Fluctuations of traces), which refuses what it
+cannot derive; a trace against a form of the same data is refused. Every
+average inside a covariance keeps both Wick pairings (variance mode).
 """
 from __future__ import annotations
 
@@ -40,11 +45,23 @@ def linear_words(engine, e):
 
 
 def cov_value(engine, a, b):
+    """``Cov(a, b)``. Second order throughout: every average inside a
+    covariance keeps both Wick pairings of the real Gaussian data (variance
+    mode), e.g. the mean-estimation term ``E[vᵀ(I−Σ̂G)(Σ/n)(I−GΣ̂)v]`` keeps
+    ``c·Tr[P M Qᵀ M]`` — dropping it made per-mode variances summed over a
+    basis fall short of the two-copy total by ``κ²Tr[MΣM]/(n(n−1−df₂))``."""
+    from .features import refuse_random_features
+    refuse_random_features(a, b)        # variances over random features: not derived (first order only)
     A, B = linear_words(engine, a), linear_words(engine, b)
     total = sp.S.Zero
-    for ca, wa in A:
-        for cb, wb in B:
-            total += ca * cb * cov_words(engine, wa, wb)
+    saved = engine.variance_mode
+    engine.variance_mode = True
+    try:
+        for ca, wa in A:
+            for cb, wb in B:
+                total += ca * cb * cov_words(engine, wa, wb)
+    finally:
+        engine.variance_mode = saved
     return total
 
 
@@ -100,6 +117,21 @@ def _canon(engine, word):
 
 
 def cov_core(engine, w1, w2):
+    """``Cov(Tr w1, Tr w2)`` over the random cores. Quadratic forms (words
+    with a rank-one letter) by the second-order rule; traces by the
+    trace-fluctuation law (``fluctuations``), which refuses what it cannot
+    derive; a trace against a form of the same data is refused."""
+    from . import fluctuations
+    lr1, lr2 = fluctuations.is_low_rank(w1), fluctuations.is_low_rank(w2)
+    if not (lr1 and lr2):
+        if lr1 or lr2:
+            if not (word_sources(w1) & word_sources(w2)):
+                return sp.S.Zero
+            from .engine import canonical_str
+            raise NotImplementedError(
+                f"covariance of the trace Tr[{canonical_str(w1 if lr2 else w2)}] with the quadratic form "
+                f"Tr[{canonical_str(w2 if lr2 else w1)}] of the same data is not derived")
+        return fluctuations.trace_cov(engine, w1, w2)
     total = sp.S.Zero
     for c1, v1 in _canon(engine, w1):
         for c2, v2 in _canon(engine, w2):

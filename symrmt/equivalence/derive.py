@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sympy as sp
+from sympy import MatAdd, MatMul, Transpose
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..objects import Form, Tr
@@ -58,13 +59,13 @@ def deterministic_equivalent(expr) -> DeterministicEquivalent:
     ``(Σ̂ + λI)⁻¹`` of sample covariances (``XᵀX/n``, ``XXᵀ/n``, feature
     chains, ``sr.sample_covariance``), noise, sample means, ``sr.var`` and
     ``sr.cov``. Each resolvent is replaced by ``(κ/λ)(Σ+κ)⁻¹`` with ``κ``
-    solving ``κ = λ S_W(−df/d)`` (MATH.md); products of two resolvents by the
+    solving ``κ = λ S_W(−df/d)`` (docs/math.md); products of two resolvents by the
     two-point equivalent; variances by the second-order rule.
 
     Raises ``NotImplementedError`` naming the sub-expression the engine cannot
     derive — it never returns a formula it cannot justify.
     """
-    e = as_scalar(expr)
+    e = pull_random_scalars(as_scalar(expr))
     vmode = _variance_mode(e)
     eng = Engine(variance_mode=vmode)
     atoms = random_atoms(e)
@@ -82,6 +83,7 @@ def deterministic_equivalent(expr) -> DeterministicEquivalent:
                            "Wick pairings (second order, real Gaussian data)")
     if any(isinstance(a, (Var, Cov)) for a in atoms):
         assumptions.append("variances/covariances at second order: both Wick pairings for real Gaussian data")
+    _guard_deterministic(value, groups)
     return DeterministicEquivalent(expr=e, value=value, groups=groups, assumptions=assumptions)
 
 
@@ -112,8 +114,40 @@ def _value(eng, e, atoms):
 
 
 def _monomial(eng, c, atoms):
+    """``c·E[Π atoms]``.
+
+    Several forms are one form: ``(uᵀAv)(xᵀBy) = uᵀA v xᵀB y`` (``1×1``
+    matrices), so a power or product of forms takes exactly the path of the
+    matrix product the user could have written, keeping the two-point
+    (second-order) terms in which copies are compared. Where that merged word
+    is not derivable outside variance mode, the product of the equivalents
+    (concentration, first order) is used. In variance mode a product of two
+    random traces is ``E a · E b + Cov(a, b)`` (trace fluctuations, O(1)):
+    differences of copies cancel the first term exactly.
+    """
     if not atoms:
         return c
+    forms = [a for a in atoms if isinstance(a, Form)]
+    if len(forms) >= 2:
+        others = [a for a in atoms if not isinstance(a, Form)]
+        merged = Form(MatMul(*[f.arg for f in forms]))
+        try:
+            return _monomial(eng, c, others + [merged])
+        except NotImplementedError:
+            if eng.variance_mode:
+                raise
+    traces = [a for a in atoms if isinstance(a, Tr)]
+    if eng.variance_mode and traces and len(atoms) >= 2:
+        if len(atoms) > 2:
+            raise NotImplementedError(
+                f"product of {len(atoms)} random traces/forms ({sp.Mul(*atoms)}) while independent copies are "
+                "compared: only second-order products of two are derivable")
+        a, b = atoms
+        return c * (_monomial(eng, sp.S.One, [a]) * _monomial(eng, sp.S.One, [b]) + cov_value(eng, a, b))
+    return _product_of_words(eng, c, atoms)
+
+
+def _product_of_words(eng, c, atoms):
     lists = [eng.atom_words(a) for a in atoms]
     total = sp.S.Zero
     import itertools
@@ -125,3 +159,69 @@ def _monomial(eng, c, atoms):
             words.append(wi)
         total += eng.term_value(coeff, words)
     return total
+
+
+def pull_random_scalars(e):
+    """Random scalars written inside a trace or form come out by linearity:
+    ``Tr[(c A + B)] = c Tr A + Tr B`` and ``uᵀ(c A)v = c uᵀAv`` for a scalar
+    ``c`` (itself a trace, form, variance…). A random scalar that does not
+    enter linearly (inside an inverse, a power, a matrix function) is refused."""
+    def fix(x):
+        if isinstance(x, (Tr, Form)):
+            inner = _inner_scalars(x.arg)
+            if not inner:
+                return x
+            dums = {a: sp.Dummy(f"s{i}") for i, a in enumerate(inner)}
+            out = sp.Add(*[c * type(x)(m) for c, m in _linear_terms(x.arg.xreplace(dums))])
+            for node in sp.preorder_traversal(out):
+                if isinstance(node, (Tr, Form)) and node.arg.free_symbols & set(dums.values()):
+                    bad = [a for a, s in dums.items() if s in node.arg.free_symbols]
+                    raise NotImplementedError(
+                        f"random scalar {bad[0]} enters {x} non-linearly: not derivable")
+            return fix(out.xreplace({s: fix(a) for a, s in dums.items()}))
+        if isinstance(x, MatrixExpr) or not x.args:
+            return x
+        if isinstance(x, (Var, Cov)):
+            return type(x)(*[fix(a) for a in x.args])
+        return x.func(*[fix(a) if isinstance(a, sp.Basic) else a for a in x.args])
+    return fix(e)
+
+
+def _linear_terms(M):
+    """``M`` as ``Σ c_i M_i`` (scalars ``c_i`` pulled out of products, sums
+    distributed); the ``M_i`` keep any non-linear sub-expression whole."""
+    if isinstance(M, MatAdd):
+        return [t for a in M.args for t in _linear_terms(a)]
+    if isinstance(M, MatMul):
+        c, mats = M.as_coeff_matrices()
+        out = [(c, ())]
+        for m in mats:
+            out = [(c1 * c2, w + (m2,)) for c1, w in out for c2, m2 in _linear_terms(m)]
+        return [(c1, MatMul(*w) if len(w) > 1 else w[0]) for c1, w in out]
+    if isinstance(M, Transpose):
+        return [(c, m.T) for c, m in _linear_terms(M.arg)]
+    return [(sp.S.One, M)]
+
+
+def _inner_scalars(M):
+    """Scalar random nodes (traces, forms, variances) inside a matrix expression."""
+    out = []
+    for node in sp.preorder_traversal(M):
+        if isinstance(node, (Tr, Form, Var, Cov)) and (isinstance(node, (Var, Cov)) or random_symbols(node.arg)):
+            if node not in out:
+                out.append(node)
+    # outermost only
+    return [a for a in out if not any(a != b and b.has(a) for b in out)]
+
+
+def _guard_deterministic(value, groups):
+    """Final guard: a derived value or equation must not contain a random
+    object (that would be a 'formula' depending on the draw)."""
+    for where, ex in [("value", value)] + [("equation", eq) for g in groups for eq in g.equations]:
+        rs = random_symbols(ex)
+        if rs:
+            bad = sorted(rs, key=str)[0]
+            node = next((t for t in sp.preorder_traversal(ex)
+                         if isinstance(t, (Tr, Form)) and bad in random_symbols(t.arg)), bad)
+            raise NotImplementedError(
+                f"the derived {where} still contains the random {bad} (in {node}): not derivable")

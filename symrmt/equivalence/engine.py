@@ -1,6 +1,6 @@
 """The derivation engine: expression → deterministic equivalent.
 
-Pipeline (DESIGN.md): scalar expression → random atoms (traces, forms,
+Pipeline (docs/design.md): scalar expression → random atoms (traces, forms,
 variances) → words (``rewrite.expand``) → exact Gaussian-vector averages
 (``rewrite.wick``) → canonical cores (``rewrite.canonical``) → one core at a
 time replaced by its equivalent (``rules``) → SymPy value and equations.
@@ -18,9 +18,9 @@ from ..objects.matrices import GaussianData, RandomFeatures, random_symbols
 from ..objects.ops import Cov, Var, as_scalar
 from ..rewrite import canonical
 from ..rewrite.expand import expand
-from ..rewrite.letters import An, Bare, Det, Fn, Rand, Res, word_matrix, word_sources
+from ..rewrite.letters import An, Bare, Det, Fn, GRes, Rand, Res, word_matrix, word_sources
 from ..rewrite.wick import check_mean_independence, split_means, wick
-from . import rules, spectral_fn
+from . import features, general_law, rules, spectral_fn
 from .laws import Registry
 from .output import words_to_scalar
 from .result import DeterministicEquivalent
@@ -45,7 +45,8 @@ class Engine:
     # ------------------------------------------------------------ atoms
     def atom_words(self, atom):
         """Expand a ``Tr``/``Form`` atom into ``(coeff, word)``."""
-        M = atom.arg
+        from ..rewrite.expand import unstack
+        M = unstack(atom.arg)
         out = []
         for c, w in _expand_tagged(M):
             for w2 in split_means(w):
@@ -77,7 +78,7 @@ class Engine:
 
     def fn_value(self, word):
         """A spectral function as an integral over resolvents: the
-        equivalents apply under the integral sign (MATH.md)."""
+        equivalents apply under the integral sign (docs/math.md)."""
         i = next(k for k, l in enumerate(word) if isinstance(l, (Fn, An)))
         self._check_alone_fn(word, word[i])
         theta = spectral_fn.new_theta(len(self.thetas))
@@ -131,6 +132,11 @@ class Engine:
 
     def average_one(self, word):
         """Average over one random core of the word (others held fixed)."""
+        if any(isinstance(l, GRes) for l in word):
+            # pooled blocks / deterministic shifts: the general law and its lift
+            return general_law.average(word, self.reg, self.variance_mode, canonical_str)
+        if not getattr(self, "_features_legacy", False) and features.involves_features(word):
+            return features.average_one(self, word)   # random features: nested conditioning
         res = [(i, l) for i, l in enumerate(word) if isinstance(l, Res)]
         if res:
             core = res[0][1].core
@@ -164,9 +170,12 @@ class Engine:
                 s1 = rules._SideAt(self.reg.side(core, l1.z), l1.z)
                 s2 = rules._SideAt(self.reg.side(core, l2.z), l2.z)
                 return rules.two_point(word, i, j, s1, s2, self.variance_mode)
-            raise NotImplementedError(
-                f"{len(mine)} resolvents of {core} in one trace ({canonical_str(word)}): "
-                "only one- and two-point equivalents are derivable")
+            if core.side != "data" or core.data.correlated:
+                raise NotImplementedError(
+                    f"{len(mine)} resolvents of {core} in one trace ({canonical_str(word)}): "
+                    "k-point equivalents (k ≥ 3) are derivable for data-side cores of iid rows only")
+            # k ≥ 3: the block-bidiagonal lift of the general law (docs/math.md)
+            return general_law.average(word, self.reg, self.variance_mode, canonical_str, first=mine[0][1])
         bares = [(i, l) for i, l in enumerate(word) if isinstance(l, Bare)]
         if bares:
             core = bares[0][1].core
@@ -174,7 +183,7 @@ class Engine:
                 return [(sp.S.One, (_unfold(word, bares[0][0]),))]
             self._check_alone(word, core)
             idx = [i for i, l in bares if l.core == core]
-            return rules.bare_expectation(word, idx, _bare_side(core))
+            return rules.bare_expectation(word, idx, _bare_side(core), first_order=not self.variance_mode)
         feats = [(i, l) for i, l in enumerate(word) if isinstance(l, Rand) and isinstance(l.sym, RandomFeatures)]
         if feats:
             i, l = feats[0]

@@ -8,7 +8,7 @@ For data ``X = K^{1/2} Z Σ^{1/2}`` with ``m`` samples (normalisation
     Tr[K(K+ν)⁻¹] = Tr[Σ(Σ+κ)⁻¹] = df,    κ ν df = m z.
 
 With ``K = I`` the second unknown is explicit, ``ν = (m − df)/df``, and
-the pair reduces to MATH.md's ``κ(1 − df/m) = z``, i.e. ``κ = z S_W(−df/d)``
+the pair reduces to docs/math.md's ``κ(1 − df/m) = z``, i.e. ``κ = z S_W(−df/d)``
 with ``S_W(w) = 1/(1 + (d/m) w)``. Feature layers ``F_l`` (``d_l × p_l``)
 between the data and the ridge multiply S-transforms: the data level sees
 the ridge ``κ₁ = κ Π_l (1 − df/p_l)`` and ``κ`` is the ridge seen by ``Σ``.
@@ -24,6 +24,7 @@ from sympy import Identity
 
 from ..transforms import stransform as st
 from ..transforms.spectral import df1 as _df
+from ..objects import Tr
 from .result import UnknownGroup, unknown_symbol
 
 
@@ -114,13 +115,64 @@ class Registry:
     def groups(self):
         return [g["group"] for g in sorted(self._groups.values(), key=lambda g: g["order"])]
 
+    def general(self, blocks, B, z):
+        """The general one-point law (docs/math.md) for ``(Σ_k c_k Σ̂_k + B + z)⁻¹``:
+        ``R = (Σ_k c_k ρ_k Σ_k + B + z)⁻¹``, unknowns ``δ_k`` with
+        ``δ_k = c_k Tr[Σ_k R]/n_k`` and ``ρ_k = 1/(1+δ_k)`` (iid rows) or
+        ``ρ_k = Tr[K_k(I+δ_kK_k)⁻¹]/n_k``. Returns a dict with ``R`` (the
+        matrix), ``delta``, ``rho`` (lists over blocks) and ``weights``."""
+        z = sp.sympify(z)
+        key = ("general", tuple((c.data.Sigma, c.data.K, c.m, sp.sympify(w)) for c, w in blocks), B, z)
+        if key not in self._groups:
+            self._count += 1
+            d = blocks[0][0].dim
+            deltas, rhos, eqs = [], [], []
+            for j, (core, w) in enumerate(blocks, 1):
+                dl = sp.Dummy(f"delta{self._count}_{j}", positive=True)
+                X = core.data
+                if X.correlated:
+                    if core.ddof == 1:
+                        raise NotImplementedError(
+                            "centred sample covariance of correlated samples (K) is not implemented")
+                    n = X.K.shape[0]
+                    rho = Tr(X.K * (Identity(n) + dl * X.K).inverse()) / core.m
+                else:
+                    rho = 1 / (1 + dl)
+                deltas.append(dl)
+                rhos.append(rho)
+            inner = sp.MatAdd(*[w * r * core.data.Sigma for (core, w), r in zip(blocks, rhos)])
+            if B is not None:
+                inner = inner + B
+            if z != 0:
+                inner = inner + z * Identity(d)
+            R = inner.inverse()
+            for (core, w), dl in zip(blocks, deltas):
+                eqs.append(sp.Eq(dl, w * Tr(core.data.Sigma * R) / core.m, evaluate=False))
+            group = UnknownGroup(tuple(deltas), tuple(eqs), z, "general", blocks[0][0].data.Sigma,
+                                 (B,) if B is not None else ())
+            self._groups[key] = dict(general=True, delta=deltas, rho=rhos, R=R, group=group,
+                                     order=self._count, weights=[w for _, w in blocks])
+        return self._groups[key]
+
     def naming(self):
-        """Final names: ``κ`` (and ``ν``) for one block, ``κ_1, κ_2 …`` else."""
+        """Final names: ``κ`` (and ``ν``) for one block, ``κ_1, κ_2 …`` else;
+        the general law's ``δ`` (``δ_j`` per data block, ``δ_{ij}`` with
+        several general groups)."""
         gs = sorted(self._groups.values(), key=lambda g: g["order"])
+        kg = [g for g in gs if not g.get("general")]
+        gg = [g for g in gs if g.get("general")]
         sub = {}
-        for i, g in enumerate(gs, 1):
-            idx = None if len(gs) == 1 else i
+        for i, g in enumerate(kg, 1):
+            idx = None if len(kg) == 1 else i
             sub[g["kappa"]] = unknown_symbol("kappa", idx)
             if not g["iid"]:
                 sub[g["nu"]] = unknown_symbol("nu", idx)
+        for i, g in enumerate(gg, 1):
+            m = len(g["delta"])
+            for j, dl in enumerate(g["delta"], 1):
+                if len(gg) == 1:
+                    idx = None if m == 1 else j
+                else:
+                    idx = f"{i}{j}" if m > 1 else i
+                sub[dl] = unknown_symbol("delta", idx)
         return sub

@@ -78,8 +78,32 @@ class DeterministicEquivalent:
         return [e for g in self.groups for e in g.equations]
 
     # ------------------------------------------------------------- faces
+    def pretty(self):
+        """The value in named spectral functionals — ``df_k(κ)``, ``R = (Σ+κ)⁻¹``,
+        ``γ = df₂/n``, named contour points — with their definitions
+        (:class:`symrmt.equivalence.present.Presentation`; display only:
+        ``self.value`` stays the raw value). Falls back to the raw value if the
+        presentation rules raise."""
+        cached = self.__dict__.get("_pretty")
+        if cached is not None and cached[0] is self.value:
+            return cached[1]
+        from .present import Presentation, present
+        try:
+            p = present(self)
+        except Exception:  # display must never break a result
+            p = Presentation(self.value, [], [eq for g in self.groups for eq in g.equations])
+        self.__dict__["_pretty"] = (self.value, p)
+        return p
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_pretty", None)        # display cache: recomputed on demand
+        return state
+
     def latex(self) -> str:
-        """The whole result as LaTeX (value, equations, assumptions)."""
+        """The whole result as LaTeX: the presented value, the equations and the
+        definitions of the named functionals (``raw=True`` in
+        :func:`symrmt.faces.latex.equivalent_latex` gives the raw value)."""
         from ..faces.latex import equivalent_latex
         return equivalent_latex(self)
 
@@ -87,19 +111,26 @@ class DeterministicEquivalent:
         return "$\\displaystyle " + self.latex().replace("\n", " ") + "$"
 
     def __repr__(self):
+        p = self.pretty()
         lines = [f"DeterministicEquivalent of {sp.sstr(self.expr)}",
-                 f"  value     ≃ {sp.sstr(self.value)}"]
-        for g in self.groups:
-            for eq in g.equations:
-                lines.append(f"  equation  : {sp.sstr(eq.lhs)} = {sp.sstr(eq.rhs)}")
+                 f"  value     ≃ {sp.sstr(p.value)}"]
+        for eq in p.equations:
+            lines.append(f"  equation  : {sp.sstr(eq.lhs)} = {sp.sstr(eq.rhs)}")
+        for s, m in p.definitions:
+            lines.append(f"  where     : {sp.sstr(s)} = {sp.sstr(m)}")
         if self.unknowns:
             lines.append("  unknowns  : " + ", ".join(map(str, self.unknowns)))
+        if p.value is not self.value:
+            lines.append(f"  raw value : {sp.sstr(self.value)}")
+            for g in self.groups:
+                for eq in g.equations:
+                    lines.append(f"  raw eq.   : {sp.sstr(eq.lhs)} = {sp.sstr(eq.rhs)}")
         for a in self.assumptions:
             lines.append(f"  assumes   : {a}")
         return "\n".join(lines)
 
     def compile(self, backend: str = "numpy", dps: int = 50):
-        """A vectorised numeric function of the bindings (API.md, Evaluating)."""
+        """A vectorised numeric function of the bindings (docs/api.md, Evaluating)."""
         from ..numerics import compile_equivalent
         return compile_equivalent(self, backend=backend, dps=dps)
 

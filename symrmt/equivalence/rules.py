@@ -1,4 +1,4 @@
-"""Equivalence rules on words (MATH.md §One-point, §Two-point, §Variances).
+"""Equivalence rules on words (docs/math.md §One-point, §Two-point, §Variances).
 
 Each rule takes a word (a cyclic product, read as its trace) and returns a
 sum of ``(coeff, (word, word, …))`` — products of traces — in which one
@@ -103,9 +103,13 @@ def covariance(P, Q, s1, s2):
     return [(c, (P + M + transpose_word(Q) + M,)), (c, (P + M + Q + M,))]
 
 
-def bare_expectation(word, idxs, side):
+def bare_expectation(word, idxs, side, first_order=False):
     """``E`` over a core appearing only bare (no resolvent), exact for
-    Gaussian rows: ``E[Σ̂] = Σ·Tr K/m``; ``E[Σ̂ B Σ̂] = ΣBΣ + (ΣBᵀΣ + Σ Tr[BΣ])/m``."""
+    Gaussian rows: ``E[Σ̂] = Σ·Tr K/m``; ``E[Σ̂ B Σ̂] = ΣBΣ + (ΣBᵀΣ + Σ Tr[BΣ])/m``.
+    ``first_order``: drop the transposed pairing ``ΣBᵀΣ/m`` (O(1/m) relative
+    to ``ΣBΣ``), as the two-point resolvent equivalent does outside variance
+    mode, so bare moments and resolvents (gradient descent at ``t = 1`` and at
+    ``t ≥ 2``) are of one order."""
     A = Det(side.A)
     B, m = side.B, side.m
     if len(idxs) == 1:
@@ -116,9 +120,9 @@ def bare_expectation(word, idxs, side):
         w = rotate_to(word, idxs[0])
         j = (idxs[1] - idxs[0]) % len(word)
         Q, P = w[1:j], w[j + 1:]
-        return [(sp.S.One, ((A,) + Q + (A,) + P,)),
-                (1 / m, ((A,) + transpose_word(Q) + (A,) + P,)),
-                (1 / m, ((A,) + P, (A,) + Q))]
+        return [(sp.S.One, ((A,) + Q + (A,) + P,))] + (
+            [] if first_order else [(1 / m, ((A,) + transpose_word(Q) + (A,) + P,))]) + [
+            (1 / m, ((A,) + P, (A,) + Q))]
     raise NotImplementedError(
         "expectation of a product of more than two bare sample covariances (or two with correlated samples)")
 

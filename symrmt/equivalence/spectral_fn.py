@@ -1,5 +1,5 @@
 """Spectral functions of a sample covariance as integrals over resolvents
-(MATH.md §Spectral functions), each mapped onto ``θ ∈ [0, π/2]`` so the
+(docs/math.md §Spectral functions), each mapped onto ``θ ∈ [0, π/2]`` so the
 compiled quadrature sees a finite interval:
 
 * ``(x+a)^{−u}``, ``0<u<1``: ``(sin πu/π) ∫₀^∞ t^{−u} (x+a+t)⁻¹ dt`` with
@@ -13,9 +13,29 @@ compiled quadrature sees a finite interval:
   ``g(x) = ∮ g(z)(z − x)⁻¹ dz/2πi`` with ``(z − x)⁻¹ = −(x − z)⁻¹``, i.e. the
   resolvent at ``λ = −z``, on the circle ``z(θ) = c₀ + r e^{iθ}``,
   ``θ ∈ [0, 2π]``: weight ``−(r/2π) e^{iθ} g(z(θ))``. By default the circle
-  encloses ``[0, x₊]`` with ``x₊ = ‖Σ‖‖K‖(1 + √(d/m))²`` ≥ the edge of the
-  limiting spectrum: ``c₀ = x₊/2``, ``r = 0.6 x₊`` (it crosses the real
-  axis at ``−0.1x₊`` and ``1.1x₊``).
+  encloses ``[0, x₊]``, ``c₀ = x₊/2``, ``r = 0.6 x₊`` (it crosses the real
+  axis at ``−0.1x₊`` and ``1.1x₊``), with ``x₊`` a bound on the edge of the
+  limiting spectrum computed from ``Σ`` (``An.circle``: iid rows
+  ``x₊ = u(1 + Tr[Σ(u−Σ)⁻¹]/m)``, ``u = ‖Σ‖ + √(Tr Σ²/m)``, exact for
+  ``Σ = sI``; with ``K`` the cruder ``‖Σ‖‖K‖(1+√(d/m))²``), so that
+  ``(1 − ηz)^t`` of gradient descent stays moderate on it for ``η`` up to
+  ``1/edge``. Quadrature nodes are evaluated in chunks of bounded size
+  (``numerics.quadrature.POINTS``).
+
+The Cauchy integral is exact only when ``g`` is analytic on and inside the
+circle. :func:`check_analytic` proves that or refuses (``NotImplementedError``
+naming ``g``): entire building blocks (polynomials, ``exp``, ``sin``, ``cos``,
+``sinh``, ``cosh``, ``erf``) are accepted anywhere; poles (zeros of a
+denominator, after cancelling removable ones such as ``(1 − (1 − ηx)^t)/x``
+at ``0``) and branch points with their principal cuts (fractional powers and
+``log`` of a real linear or Möbius function of ``x``) must provably lie
+outside the closed disc, and the circle must provably enclose ``[0, x₊]``;
+anything else (``Abs``, ``sign``, ``Piecewise``, ``re``, ``tan`` …) is refused.
+A ``g`` that is exactly ``C·Π(p_i x + q_i)^{s_i}`` with ``p_i > 0``,
+``q_i ≥ 0`` and a fractional exponent (``sqrt``, ``x^{1/3}``,
+``√((x+a)/(x+b))``) is not a contour integral at all: it is routed to the
+fractional-power representations above (it agrees with ``g`` on the
+spectrum ``x ≥ 0``, where ``(p x + q)^s = p^s (x + q/p)^s``).
 
 Each returns ``(constant part, integral part)`` so the engine can apply the
 one-/two-point equivalents under the integral sign.
@@ -35,7 +55,12 @@ def representation(letter, theta):
     or ``(weight(θ), letters_with_resolvent)``; the function equals
     ``Σ coeff·letters + ∫₀^{π/2} weight · letters dθ``."""
     if isinstance(letter, An):
-        return [], contour(letter, theta)
+        routed = as_power(letter)
+        if routed is None:
+            return [], contour(letter, theta)
+        scale, letter = routed
+        consts, integral = representation(letter, theta)
+        return [(scale * c, w) for c, w in consts], [(scale * c, w) for c, w in integral]
     core, factors = letter.core, letter.factors
     frac = [(a, s) for a, s in factors if not sp.sympify(s).is_integer]
     ints = [(a, s) for a, s in factors if sp.sympify(s).is_integer]
@@ -64,13 +89,14 @@ def representation(letter, theta):
 
 def upper_limit(letter):
     """The integration variable runs over ``[0, upper_limit]``."""
-    return 2 * sp.pi if isinstance(letter, An) else sp.pi / 2
+    return 2 * sp.pi if isinstance(letter, An) and as_power(letter) is None else sp.pi / 2
 
 
 def contour(letter, theta):
     """``[(weight(θ), (Res(core, −z(θ)),))]`` for the ``An`` letter, on its
     circle (``An.circle``)."""
     c0, r = letter.circle()
+    check_analytic(letter, c0, r)
     e = sp.exp(sp.I * theta)
     z = c0 + r * e
     w = -r / (2 * sp.pi) * e * letter.g(z)
@@ -83,3 +109,281 @@ def new_theta(i):
 
 def identity_word(core):
     return (Det(Identity(core.dim)),)
+
+
+# ------------------------------------------------------------------ analyticity
+#: Entire functions: analytic everywhere, so only their arguments matter.
+_ENTIRE = (sp.exp, sp.sin, sp.cos, sp.sinh, sp.cosh, sp.erf, sp.erfc, sp.erfi)
+
+
+class _Lazy:
+    """``_name(letter)`` formatted only when a message is built."""
+
+    def __init__(self, letter):
+        self.letter = letter
+
+    def __format__(self, spec):
+        return _name(self.letter)
+
+
+def _name(letter):
+    x = letter.g.variables[0]
+    return "x ↦ " + sp.sstr(letter.g.expr.xreplace({x: sp.Symbol("x")}))
+
+
+def as_power(letter):
+    """``(scale, Fn letter)`` when ``g(x) = C·Π(p_i x + q_i)^{s_i}`` with
+    ``p_i > 0``, ``q_i ≥ 0`` (provably), ``C`` free of ``x`` and a non-integer
+    ``s_i`` that the fractional-power representations accept (one, or two
+    adding up to an integer); else ``None``. On ``x ≥ 0`` (the spectrum of
+    the core) ``(p x + q)^s = p^s (x + q/p)^s`` for every real ``s``."""
+    from ..rewrite.letters import Fn
+    x, body = letter.g.variables[0], letter.g.expr
+    if all(e.is_integer for e in (p.exp for p in body.atoms(sp.Pow) if p.has(x))):
+        return None                      # no fractional power of x: nothing to route
+    leaves = []
+
+    def walk(e, s):              # e^s as Π leaf^{exponent}; valid as every leaf is > 0 on x > 0
+        for f in sp.Mul.make_args(e):
+            base, k = f.as_base_exp()
+            if k.has(x) or not (k * s).is_real or not k.is_number:
+                return False
+            if base.is_Mul or (base.is_Pow and base != f):
+                if not walk(base, s * k):
+                    return False
+            else:
+                leaves.append((base, s * k))
+        return True
+
+    if not walk(sp.together(body), sp.S.One):
+        return None
+    scale, factors = sp.S.One, {}
+    for b, e in leaves:
+        if not b.has(x):
+            if not b.is_positive:
+                return None
+            scale *= b ** e
+            continue
+        poly = sp.Poly(b, x) if b.is_polynomial(x) else None
+        if poly is None or poly.degree() != 1:
+            return None
+        p, q = poly.all_coeffs()
+        if not (p.is_positive and (q / p).is_nonnegative):
+            return None
+        a = sp.simplify(q / p)
+        scale *= p ** e
+        factors[a] = factors.get(a, 0) + e
+    factors = {a: e for a, e in factors.items() if e != 0}
+    frac = [a for a, e in factors.items() if not sp.sympify(e).is_integer]
+    if not frac or len(frac) > 2 or (len(frac) == 2 and not sp.Add(*[factors[a] for a in frac]).is_integer):
+        return None
+    if any(e.is_negative and sp.sympify(e).is_integer and a == 0 for a, e in factors.items()):
+        return None                       # x⁻¹ on a possibly singular core: no resolvent at 0
+    return scale, Fn(letter.core, tuple(sorted(factors.items(), key=sp.default_sort_key)), letter.tag)
+
+
+def _opaque(e):
+    """Contains spectral functionals (``Tr``, ``Norm``): ``simplify`` can hang there."""
+    from ..objects.functionals import Form, Norm, Tr
+    return e.has(Tr, Norm, Form)
+
+
+def _decide(e):
+    """``True`` when ``e > 0`` is provable (cheaply), else ``False``."""
+    e = sp.sympify(e)
+    if e.is_positive:
+        return True
+    if _opaque(e) or sp.count_ops(e) > 200:
+        return False
+    try:
+        return bool(sp.simplify(e).is_positive)
+    except Exception:  # simplify is best effort
+        return False
+
+
+def _zero(e):
+    """``e == 0`` provable (cheaply); ``False`` when unknown."""
+    e = sp.expand(sp.sympify(e))
+    if e == 0:
+        return True
+    if _opaque(e) or sp.count_ops(e) > 200:
+        return sp.cancel(e) == 0 if not _opaque(e) else False
+    try:
+        return sp.simplify(e) == 0
+    except Exception:  # simplify is best effort
+        return False
+
+
+def _outside(point, c0, r, facts=()):
+    """``point`` provably outside the closed disc ``|z − c₀| ≤ r`` — or, from a
+    ``Piecewise`` branch taken only when ``|E| ≥ r`` with ``E = ±(point − c₀)``
+    (the engine's pole subtraction, ``canonical.step``), not inside it."""
+    A = sp.Dummy("A")
+    dist = {sp.Abs(point - c0): A, sp.Abs(c0 - point): A, sp.Abs(sp.expand(point - c0)): A,
+            sp.Abs(sp.expand(c0 - point)): A}
+    for f in facts:
+        if isinstance(f, (sp.GreaterThan, sp.StrictGreaterThan)):
+            e = f.lhs - f.rhs
+        elif isinstance(f, (sp.LessThan, sp.StrictLessThan)):
+            e = f.rhs - f.lhs
+        else:
+            continue
+        e = sp.expand(e).xreplace(dist)      # e ≥ 0 with e = α|point − c₀| + β
+        if not e.has(A) or not e.is_polynomial(A) or sp.Poly(e, A).degree() != 1:
+            continue
+        alpha, beta = sp.Poly(e, A).all_coeffs()
+        if alpha.is_positive and _zero(beta / alpha + r):
+            return True
+    re_, im_ = point.as_real_imag()
+    if im_ == 0 or im_.is_zero:
+        return _decide(c0 - r - re_) or _decide(re_ - c0 - r)
+    return _decide((re_ - c0) ** 2 + im_ ** 2 - r ** 2)
+
+
+def _roots(poly_expr, x, what, letter):
+    poly = sp.Poly(poly_expr, x)
+    roots = sp.roots(poly)
+    if sum(roots.values()) != poly.degree():
+        raise NotImplementedError(
+            f"matrix_function({_name(letter)}): cannot locate the zeros of {what} {poly_expr}; "
+            "analyticity inside the contour is not proven")
+    return list(roots)
+
+
+def _singularities(e, x, letter, out):
+    """Walk ``e``; append ``(kind, point, base)`` for poles and branch points
+    (``kind`` ``"pole"`` or ``"branch"``); refuse non-analytic pieces."""
+    if not e.has(x) or e == x:
+        return
+    name = _Lazy(letter)
+    if isinstance(e, (sp.Add, sp.Mul)):
+        for a in e.args:
+            _singularities(a, x, letter, out)
+        return
+    if isinstance(e, sp.Pow):
+        base, s = e.args
+        if s.has(x):
+            if base.has(x) or not base.is_positive:
+                raise NotImplementedError(f"matrix_function({name}): {e} is not analytic (variable exponent)")
+            _singularities(s, x, letter, out)
+            return
+        _singularities(base, x, letter, out)
+        if s.is_integer and s.is_nonnegative or isinstance(base, sp.exp):
+            return                            # exp never vanishes: exp(·)^s is entire
+        num, den = sp.fraction(sp.together(base))
+        if s.is_integer:
+            if not num.is_polynomial(x):
+                raise NotImplementedError(f"matrix_function({name}): cannot locate the poles of {e}")
+            out += [("pole", z, base) for z in _roots(num, x, "the denominator", letter)]
+            return
+        out.append(("branch", None, base))
+        return
+    if isinstance(e, sp.log):
+        _singularities(e.args[0], x, letter, out)
+        out.append(("branch", None, e.args[0]))
+        return
+    if isinstance(e, _ENTIRE):
+        for a in e.args:
+            _singularities(a, x, letter, out)
+        return
+    raise NotImplementedError(
+        f"matrix_function({name}): {type(e).__name__} ({sp.sstr(e.xreplace({x: sp.Symbol('x')}))}) is not analytic on and inside the contour "
+        "(the Cauchy-integral route needs f analytic there); write fractional powers with sr.power/sr.sqrt")
+
+
+def _branch_ok(base, x, c0, r):
+    """Principal branch cut ``{base(x) ∈ (−∞, 0]}`` provably misses the disc:
+    ``base`` a real Möbius function (degree ≤ 1 over degree ≤ 1) maps the real
+    axis to itself, so its cut is real and the condition is ``base > 0`` on
+    ``[c₀ − r, c₀ + r]``: zero and pole outside the disc, ``base(c₀) > 0``."""
+    num, den = sp.fraction(sp.together(base))
+    for b in (num, den):
+        if not b.is_polynomial(x) or sp.Poly(b, x).degree() > 1:
+            return False
+        if any(c.is_real is not True for c in sp.Poly(b, x).all_coeffs()):
+            return False
+        if sp.Poly(b, x).degree() == 1:
+            z = sp.solve(b, x)[0]
+            if not _outside(z, c0, r):
+                return False
+    return _decide(base.subs(x, c0))
+
+
+def check_analytic(letter, c0, r):
+    """Refuse (``NotImplementedError`` naming ``g``) unless ``g`` is provably
+    analytic on and inside the circle ``|z − c₀| ≤ r``, real on the real axis,
+    and the circle provably encloses ``[0, x₊]`` (``x₊`` the engine's bound on
+    the spectral edge). A zero of a polynomial denominator is no pole where the
+    numerator vanishes to its order (``(1 − (1 − ηx)^t)/x`` at ``0``); a
+    ``Piecewise`` in parameters only (the engine's pole subtraction
+    ``(g(x) − g(−z)[−z inside])/(x+z)``) is checked branch by branch."""
+    x, body = letter.g.variables[0], letter.g.expr
+    name = _Lazy(letter)
+    _check_real(letter)
+    if letter.contour is not None:
+        # the bound ‖Σ‖‖K‖(1+√(d/m))² ≥ the edge: enclosing [0, it] suffices
+        from ..objects.functionals import Norm
+        X = letter.core.data
+        edge = Norm(X.Sigma) * Norm(X.K) * (1 + sp.sqrt(X.d / letter.core.m)) ** 2
+        if not (_decide(r - c0) and (_decide(c0 + r - edge) or _zero(c0 + r - edge))):
+            raise NotImplementedError(
+                f"matrix_function({name}): the contour (center {c0}, radius {r}) is not provably enclosing "
+                f"[0, {edge}] (the bound on the spectrum of {letter.core}); give it in terms of sr.Norm(Sigma)")
+    body = sp.piecewise_fold(body)
+    branches = body.args if isinstance(body, sp.Piecewise) else ((body, sp.true),)
+    facts = []
+    for expr, cond in branches:
+        if cond.has(x):
+            raise NotImplementedError(f"matrix_function({name}): a Piecewise definition in x is not analytic")
+        _check_branch(letter, expr, c0, r, facts + [cond])
+        facts.append(sp.Not(cond))
+
+
+def _check_branch(letter, body, c0, r, facts):
+    x, name = letter.g.variables[0], _Lazy(letter)
+    num, den = sp.fraction(sp.together(body))
+    # factors of the denominator that are not polynomials (exp(x) …) go up as powers −1
+    polys = [f for f in sp.Mul.make_args(den) if f.is_polynomial(x)]
+    num = num * sp.Mul(*[f ** -1 for f in sp.Mul.make_args(den) if not f.is_polynomial(x)])
+    den = sp.Mul(*polys)
+    found = []
+    if den.has(x):
+        if not den.is_polynomial(x):
+            raise NotImplementedError(f"matrix_function({name}): cannot locate the poles of {body}")
+        poly = sp.Poly(den, x)
+        roots = sp.roots(poly)
+        if sum(roots.values()) != poly.degree():
+            raise NotImplementedError(f"matrix_function({name}): cannot locate the zeros of the denominator {den}")
+        for z, k in roots.items():
+            # removable (e.g. (1 − (1 − ηx)^t)/x at 0): the numerator vanishes to the pole's order
+            if all(_zero(sp.diff(num, x, j).subs(x, z)) for j in range(k)):
+                continue
+            found.append(("pole", z, den))
+    _singularities(num, x, letter, found)
+    for kind, z, base in found:
+        ok = _outside(z, c0, r, facts) if kind == "pole" else _branch_ok(base, x, c0, r)
+        if not ok:
+            bx = sp.sstr(base.xreplace({x: sp.Symbol("x")}))
+            where = f"a pole at x = {z}" if kind == "pole" else f"the branch cut of ({bx})^s or log({bx})"
+            raise NotImplementedError(
+                f"matrix_function({name}): {where} is not provably outside the contour "
+                f"(center {c0}, radius {r}); f must be analytic on and inside it. Give an explicit "
+                "contour=(center, radius) that excludes it, or use sr.power / sr.sqrt for fractional powers")
+
+
+def _check_real(letter):
+    """``g`` real on the real axis (the engine takes the real part of the
+    outer contour integral): checked at random real points and parameters."""
+    import random
+    x, body = letter.g.variables[0], letter.g.expr
+    rng = random.Random(20261127)
+    syms = sorted(body.free_symbols - {x}, key=sp.default_sort_key)
+    for _ in range(3):
+        at = {s: sp.Float(rng.uniform(0.3, 1.7), 30) for s in syms}
+        at[x] = sp.Float(rng.uniform(0.05, 3.0), 30)
+        try:
+            v = complex(body.xreplace(at).evalf(30))
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if abs(v.imag) > 1e-20 * (1 + abs(v)):
+            raise NotImplementedError(f"matrix_function({_name(letter)}): f is not real on the real axis")

@@ -27,9 +27,14 @@ examples:
       --let "w_hat=G*X.T*(X*w + eps)/n"
   symrmt verify "ntr(Sigma*G)" --bind "Sigma=powerlaw(400,1.5)" n=800 "lam=logspace(-2,0,3)"
   symrmt codegen "ntr(A*G1*B*G2)" -o two_point.py
+  symrmt derive 'ntr(matrix_function("exp(-t*x)", Sh))'
+  symrmt verify "ntr(Sigma*G)" --bind Sigma="iso(200,1)" n=400 lam=0.1 --scheduler tcp://127.0.0.1:8786
   symrmt run                      # list the recipes in derivations/
   symrmt run mc_finite_size --trials 50
 """
+
+
+SCHEDULER_TIMEOUT = "10s"   # connecting to a Dask scheduler (--scheduler)
 
 
 class UserError(Exception):
@@ -78,7 +83,7 @@ def cmd_codegen(args):
 
 
 def verify_function():
-    """``sr.verify`` (API.md), imported only when needed: the Monte Carlo
+    """``sr.verify`` (docs/api.md), imported only when needed: the Monte Carlo
     layer is heavier than deriving and may be absent from a partial install."""
     try:
         from symrmt import verify
@@ -91,12 +96,49 @@ def cmd_verify(args):
     expr = _expression(args)
     bindings = parse_bindings(args.bind or [])
     verify = verify_function()
+    client = _dask_client(args.scheduler) if args.scheduler else None
     try:
-        res = verify(expr, k=args.k, c=args.c, trials=args.trials, seed=args.seed, **bindings)
+        executor = client.get_executor() if client is not None else None
+        extra = {"options": _solver_options(args.option)} if args.option else {}
+        res = verify(expr, k=args.k, c=args.c, trials=args.trials, seed=args.seed, executor=executor,
+                     **extra, **bindings)
     except NotImplementedError as exc:
         raise UserError(f"cannot derive: {exc}") from None
+    finally:
+        if client is not None:
+            client.close()
     print(repr(res))
     return 0 if res.passed else 1
+
+
+SOLVER_OPTIONS = ("quad_rtol", "xtol", "maxiter", "eta")
+
+
+def _solver_options(items):
+    """``--option quad_rtol=1e-7`` … → ``{"quad_rtol": 1e-7}`` (numbers only)."""
+    opts = parse_bindings(items)
+    for name, value in opts.items():
+        if name not in SOLVER_OPTIONS:
+            raise UserError(f"--option {name}: unknown solver option (known: {', '.join(SOLVER_OPTIONS)})")
+        if getattr(value, "ndim", 0):
+            raise UserError(f"--option {name}: expected a number")
+    return opts
+
+
+def _dask_client(address):
+    """A ``distributed.Client`` connected to the scheduler at ``address``
+    (``tcp://host:8786``); the Monte Carlo trials then run on its workers in
+    chunks (docs/design.md, "Executors"), with results bit-identical to a
+    serial run with the same seed."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UserError("--scheduler needs Dask: pip install 'symrmt[dask]' "
+                        "(or dask[distributed])") from None
+    try:
+        return Client(address, timeout=SCHEDULER_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UserError(f"--scheduler {address}: cannot connect ({_one_line(exc)})") from None
 
 
 # ---------------------------------------------------------------- recipes
@@ -200,7 +242,13 @@ def build_parser():
     v.add_argument("--trials", type=int, default=200, help="Monte Carlo draws (default 200)")
     v.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     v.add_argument("--k", type=float, default=3.0, help="allowance in standard errors (default 3)")
-    v.add_argument("--c", type=float, default=1.0, help="finite-size allowance c/d (default 1)")
+    v.add_argument("--c", type=float, default=1.0, help="finite-size allowance c·|theory|/d, relative (default 1)")
+    v.add_argument("--option", nargs="+", action="extend", metavar="NAME=VALUE",
+                   help="solver options of the compiled equivalent: " + ", ".join(SOLVER_OPTIONS) +
+                        " (e.g. quad_rtol=1e-7)")
+    v.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run the Monte Carlo trials on a Dask cluster, e.g. tcp://127.0.0.1:8786 "
+                        "(needs symrmt[dask]; results are identical to a local run with the same seed)")
     v.set_defaults(func=cmd_verify)
 
     c = with_expr("codegen", "write a standalone NumPy module computing the equivalent")
@@ -249,6 +297,9 @@ def main(argv=None) -> int:
             raise
         if isinstance(exc, (UserError, ParseError)):
             msg = _one_line(exc)
+            here = exc.marked() if isinstance(exc, ParseError) else ""
+            if here:   # the offending token, in the text typed: ntr(Sigma*»Gx«)
+                msg += f"; here: {here}"
         elif isinstance(exc, NotImplementedError):
             msg = f"not supported: {_one_line(exc)}"
         elif isinstance(exc, (ValueError, TypeError, ArithmeticError, RuntimeError)):

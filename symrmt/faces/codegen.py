@@ -5,7 +5,7 @@ scalar printer asks for them), never symrmt. It holds
 
 * a docstring with the expression, the LaTeX of the result and the equations;
 * ``SPEC``: the binding names, roles and shapes (the conventions of
-  ``de.compile()``, API.md §Evaluating);
+  ``de.compile()``, docs/api.md §Evaluating);
 * the runtime of :mod:`symrmt.faces.runtime`, copied verbatim
   (matrix values over grid points, binding checks, the safeguarded solvers);
 * ``_solve_groups``, ``_equations`` and ``_value``, translated from the SymPy
@@ -24,6 +24,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..objects import Form, MatrixFunction, Norm, Tr
 from ..objects.matrices import Covariance, SymrmtMatrix, Vector
+from .._bindings import scalar_kind, structural_roles
 from .runtime import source
 
 _ALLOWED_MODULES = {"numpy", "scipy", "scipy.special", "functools", "math"}
@@ -38,6 +39,10 @@ def to_python(de) -> str:
     of the unknowns on that grid). Raises ``NotImplementedError`` for values
     outside what it translates (``sympy.Integral`` for now), naming the node.
     """
+    for g in de.groups:     # the general law's groups (issue 12) have no standalone solver yet
+        if g.kind == "general":
+            raise NotImplementedError(f"to_python: the general law's unknowns {g.unknowns} (pooled blocks, "
+                                      "deterministic shifts) are not supported yet")
     for node in sp.preorder_traversal(de.value):
         if isinstance(node, sp.Integral):
             text = sp.sstr(node)
@@ -90,8 +95,7 @@ def _spec(de):
                     raise NotImplementedError(f"to_python: plain matrix symbol {node.name!r} has no role")
                 matrices[node.name] = (role, tuple(_dim(s) for s in node.shape))
             elif isinstance(node, sp.Symbol) and node not in unknowns and not isinstance(node, sp.Dummy):
-                scalars[node.name] = ("dim" if node.is_integer else
-                                      "scalar" if node.is_real else "complex")
+                scalars[node.name] = scalar_kind(node)
             else:
                 continue
             if needed:
@@ -99,6 +103,11 @@ def _spec(de):
 
     walk(de.expr, False)
     walk(de.value, True)
+    symmetric, inverted = structural_roles(de.expr)
+    s2, i2 = structural_roles(de.value)
+    for k, v in s2.items():
+        symmetric[k] = "psd" if "psd" in (v, symmetric.get(k)) else v
+    inverted = inverted | i2
     bases = {}
     for g in de.groups:
         for e in (g.z, g.Sigma, g.K, g.m, *g.sizes, *g.equations):
@@ -112,7 +121,8 @@ def _spec(de):
                 scalars.setdefault(dim, "dim")
     return {"scalars": dict(sorted(scalars.items())), "matrices": dict(sorted(matrices.items())),
             "randoms": dict(sorted(randoms.items())), "required": sorted(required),
-            "unknowns": [u.name for u in de.unknowns], "bases": bases}
+            "unknowns": [u.name for u in de.unknowns], "bases": bases,
+            "symmetric": dict(sorted(symmetric.items())), "inverted": sorted(inverted)}
 
 
 # ---------------------------------------------------------------- translation
@@ -293,15 +303,16 @@ def _docstring(de, spec):
     return 'r"""' + text + '\n"""'
 
 
-_API = '''def evaluate(**bindings):
+_API = '''def evaluate(*args, **kwargs):
     """The deterministic equivalent over the grid of the bindings (see the
-    module docstring); raises BindingError or ConvergenceError."""
-    return _run(bindings, True)
+    module docstring): evaluate(**bindings) or evaluate(bindings_dict);
+    raises BindingError or ConvergenceError."""
+    return _run(split_options(args, kwargs, PARAMETERS, (), "evaluate")[0], True)
 
 
-def solve(**bindings):
+def solve(*args, **kwargs):
     """The unknowns over the grid of the bindings: {name: array}."""
-    return _run(bindings, False)
+    return _run(split_options(args, kwargs, PARAMETERS, (), "solve")[0], False)
 
 
 PARAMETERS = tuple(sorted(set(SPEC["scalars"]) | set(SPEC["matrices"])))

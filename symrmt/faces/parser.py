@@ -29,7 +29,36 @@ MAX_ARRAY = 10_000_000      # entries of one bound array
 
 
 class ParseError(ValueError):
-    """Input text outside the accepted language (message is one line)."""
+    """Input text outside the accepted language (message is one line).
+
+    Where the error is at a token, ``source`` is the text parsed, ``col`` the
+    0-based column of the offending token and ``end`` the column after it;
+    :meth:`marked` shows them in one line (the token between ``»«``, as the
+    command line appends it to its one-line message) and :meth:`pointer` in
+    two (the text and ``^^^`` under the token)."""
+
+    def __init__(self, msg, source=None, col=None, end=None):
+        super().__init__(msg)
+        self.source, self.col, self.end = source, col, end
+
+    def marked(self, width=70):
+        """One line: the text with the offending token between ``»`` and
+        ``«`` (a window of about ``width`` characters around it), or ``""``."""
+        if self.source is None or self.col is None or "\n" in self.source:
+            return ""
+        col = max(0, min(self.col, len(self.source)))
+        end = self.end if self.end is not None and self.end > col else min(col + 1, len(self.source))
+        a, b = max(0, col - width // 2), min(len(self.source), end + width // 2)
+        return (("…" if a else "") + self.source[a:col] + "»" + self.source[col:end] + "«"
+                + self.source[end:b] + ("…" if b < len(self.source) else ""))
+
+    def pointer(self, indent="  "):
+        if self.source is None or self.col is None or "\n" in self.source:
+            return ""
+        col = max(0, min(self.col, len(self.source)))
+        end = self.end if self.end is not None and self.end > col else col + 1
+        end = min(end, max(len(self.source), col + 1))
+        return f"{indent}{self.source}\n{indent}{' ' * col}{'^' * (end - col)}"
 
 
 class Function:
@@ -63,6 +92,8 @@ def _functions():
         "cov": (sr.cov, "covariance across draws"),
         "sample_mean": (sr.sample_mean, "sample mean X.T 1/n"),
         "sample_covariance": (sr.sample_covariance, "sample covariance (ddof=0 or 1)"),
+        "matrix_function": (sr.matrix_function, 'matrix_function("f(x)", M): f applied to the eigenvalues '
+                                                'of M, e.g. "(1 - (1 - lr*x)**5)/x"'),
     }
     return {k: Function(k, f, doc) for k, (f, doc) in fns.items()}
 
@@ -116,7 +147,8 @@ dims n d p; scalars lam lam1 lam2 sigma2 eta t; Sigma (Covariance d×d), K (Cova
 A B (Deterministic d×d), w v x (Vector d), X (GaussianData n×d, covariance Sigma),
 Xc (correlated: X = K^1/2 Z Sigma^1/2), X1 X2 (independent copies of X), F (RandomFeatures d×p),
 eps (GaussianNoise n, variance sigma2), Sh = X.T*X/n, G = inv(Sh + lam*I(d)), G1/G2 (at lam1/lam2);
-functions ntr Tr I inv sqrt power var cov sample_mean sample_covariance, M.T, M.inverse()"""
+functions ntr Tr I inv sqrt power var cov sample_mean sample_covariance, M.T, M.inverse(),
+matrix_function("f(x)", M) (f of the eigenvalues x of M; exp log sqrt sin cos pi and the scalars)"""
 
 
 # ---------------------------------------------------------------- the walker
@@ -140,11 +172,15 @@ def _parse(text, what):
         raise ParseError(f"{what}: empty")
     if len(text) > MAX_CHARS:
         raise ParseError(f"{what}: longer than {MAX_CHARS} characters")
+    src = text.strip()
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(src, mode="eval")
     except SyntaxError as exc:
         col = f" at column {exc.offset}" if exc.offset else ""
-        raise ParseError(f"{what}: syntax error{col}: {text.strip()!r}") from None
+        start = exc.offset - 1 if exc.offset else None
+        end = exc.end_offset - 1 if exc.offset and getattr(exc, "end_offset", None) and \
+            getattr(exc, "end_lineno", 1) == 1 else None
+        raise ParseError(f"{what}: syntax error{col}: {src!r}", src, start, end) from None
     except (RecursionError, MemoryError):
         raise ParseError(f"{what}: too deeply nested") from None
     if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
@@ -156,31 +192,41 @@ _CTOR_NAMES = ("Covariance", "Deterministic", "Vector", "GaussianData", "Gaussia
                "scalar", "dim")
 
 
-def _unknown(name, namespace, what):
+def _unknown(name, namespace, what, node=None, source=None):
+    col = getattr(node, "col_offset", None)
+    where = f" (column {col + 1})" if col is not None else ""
+    pos = (source, col, getattr(node, "end_col_offset", None))
     if name in _CTOR_NAMES:
-        raise ParseError(f"{what}: {name} declares a new object; use --let NAME={name}(...)")
+        raise ParseError(f"{what}: {name} declares a new object; use --let NAME={name}(...){where}", *pos)
     close = difflib.get_close_matches(name, [k for k in namespace if not k.startswith("_")], n=4, cutoff=0.6)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise ParseError(f"{what}: unknown name {name!r}{hint}")
+    raise ParseError(f"{what}: unknown name {name!r}{hint}{where}", *pos)
 
 
 class _Walker:
     """Evaluates an expression tree over ``namespace``; ``numeric`` switches
     literals to NumPy numbers (bindings) instead of exact SymPy numbers."""
 
-    def __init__(self, namespace, what, numeric=False):
-        self.ns, self.what, self.numeric = namespace, what, numeric
+    def __init__(self, namespace, what, numeric=False, source=None):
+        self.ns, self.what, self.numeric, self.source = namespace, what, numeric, source
 
     def fail(self, node, msg):
         col = getattr(node, "col_offset", None)
-        raise ParseError(f"{self.what}: {msg}" + (f" (column {col + 1})" if col is not None else ""))
+        end = getattr(node, "end_col_offset", None)
+        if getattr(node, "end_lineno", None) not in (None, getattr(node, "lineno", None)):
+            end = None
+        token = ""
+        if self.source is not None and col is not None and end is not None and end - col <= 40:
+            token = f": {self.source[col:end]!r}"
+        raise ParseError(f"{self.what}: {msg}" + (f" (column {col + 1}{token})" if col is not None else ""),
+                         self.source, col, end)
 
     def __call__(self, node):
         if isinstance(node, ast.Constant):
             return self.constant(node)
         if isinstance(node, ast.Name):
             if node.id not in self.ns:
-                _unknown(node.id, self.ns, self.what)
+                _unknown(node.id, self.ns, self.what, node, self.source)
             val = self.ns[node.id]
             if isinstance(val, Constructor):
                 self.fail(node, f"{node.id} declares a new object: use --let NAME={node.id}(...)")
@@ -253,13 +299,37 @@ class _Walker:
         if not isinstance(f, ast.Name):
             self.fail(node, "only named functions may be called")
         if f.id not in self.ns:
-            _unknown(f.id, self.ns, self.what)
+            _unknown(f.id, self.ns, self.what, f, self.source)
         fn = self.ns[f.id]
         if isinstance(fn, Constructor):
             self.fail(node, f"{f.id} declares a new object: use --let NAME={f.id}(...)")
         if not isinstance(fn, Function):
             self.fail(node, f"{f.id} is not a function")
+        if getattr(fn, "name", None) == "matrix_function" and not self.numeric:
+            return self.matrix_function(node, fn)
         return self.invoke(node, fn, [])
+
+    def matrix_function(self, node, fn):
+        """``matrix_function("body in x", M)``: the body is a scalar
+        expression of the eigenvalue ``x`` (and of the namespace's scalars),
+        with ``exp log sqrt sin cos`` and ``pi``; it becomes a SymPy ``Lambda``."""
+        if node.keywords or len(node.args) != 2:
+            self.fail(node, 'matrix_function takes two arguments: matrix_function("f(x)", M), '
+                            'e.g. matrix_function("(1 - (1 - lr*x)**5)/x", Sh)')
+        body_node, m_node = node.args
+        if not (isinstance(body_node, ast.Constant) and isinstance(body_node.value, str)):
+            self.fail(body_node, 'the function must be a quoted scalar expression of x, e.g. "exp(-t*x)"')
+        x = sp.Dummy("x", real=True)
+        scalars = {k: v for k, v in self.ns.items()
+                   if isinstance(v, sp.Expr) and not isinstance(v, MatrixExpr)}
+        scalars.update(x=x, pi=sp.pi, **{k: Function(k, getattr(sp, k), f"scalar {k}")
+                                         for k in ("exp", "log", "sqrt", "sin", "cos")})
+        what = f"{self.what}: matrix_function body"
+        body = _walk(_Walker(scalars, what, source=body_node.value.strip()), _parse(body_node.value, what))
+        if not isinstance(body, sp.Expr) or isinstance(body, MatrixExpr):
+            self.fail(body_node, f"the function body must be a scalar expression of x, got {body}")
+        M = self.matrix(m_node, "matrix_function")
+        return self.apply(node, fn, sp.Lambda(x, body), M)
 
     def invoke(self, node, fn, lead):
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
@@ -278,7 +348,8 @@ def parse_expression(text: str, namespace: dict | None = None):
     """A SymPy expression from ``text`` over ``namespace`` (default:
     :func:`default_namespace`). Raises :class:`ParseError`."""
     ns = default_namespace() if namespace is None else namespace
-    return _walk(_Walker(ns, "expression"), _parse(text, "expression"))
+    return _walk(_Walker(ns, "expression", source=text.strip() if isinstance(text, str) else None),
+                 _parse(text, "expression"))
 
 
 def _walk(walker, node):
@@ -307,7 +378,7 @@ def declare(text: str, namespace: dict):
         raise ParseError(f"{what}: {name!r} is a function and cannot be redefined")
     node = _parse(rhs, what)
     ctors = _constructors()
-    walker = _Walker({**ctors, **namespace}, what)
+    walker = _Walker({**ctors, **namespace}, what, source=rhs)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ctors:
         obj = walker.invoke(node, ctors[node.func.id], [name])
     else:
@@ -389,7 +460,7 @@ def parse_binding(text: str):
     if not name.isidentifier():
         raise ParseError(f"{what}: {name!r} is not a valid name")
     ns = {**BIND_FUNCTIONS, "pi": math.pi}
-    value = _walk(_Walker(ns, what, numeric=True), _parse(rhs, what))
+    value = _walk(_Walker(ns, what, numeric=True, source=rhs), _parse(rhs, what))
     if isinstance(value, Function):
         raise ParseError(f"{what}: {value.name} must be called, e.g. {value.doc.split(':')[0]}")
     return name, value

@@ -1,11 +1,14 @@
 """Bindings (``n=800, Sigma=eigs, lam=grid``) checked against an expression.
 
-Conventions of API.md: scalars and dimensions are bound by their names; a
+Conventions of docs/api.md: scalars and dimensions are bound by their names; a
 deterministic matrix by its name, a 1-D array meaning *diagonal in one
 common basis* (for a ``Vector``: its coordinates), a 2-D array the full
 matrix. Dimensions not bound explicitly are inferred from array shapes, and
 every shape is checked. Array-valued scalars broadcast together (NumPy
 rules); internally the grid is flattened to one batch axis of length ``N``.
+Values are validated by the one binding layer shared with ``compile`` and
+the generated module (:mod:`symrmt._bindings`): same rules, same
+:class:`~symrmt._bindings.BindingError`.
 """
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ import sympy as sp
 from sympy import MatrixSymbol
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
-from ..objects.matrices import Covariance, Vector
+from .._bindings import (BindingError, check_grid, check_invertible, check_unique_names, matrix_role,
+                         scalar_kind, structural_roles, validate_matrix, validate_scalar)
+from ..objects.matrices import Vector
 
 
 @dataclass
@@ -70,17 +75,15 @@ def collect(expr):
         elif isinstance(node, sp.Symbol) and node not in bound_vars:
             _register(symbols, node.name, node, "symbol")
     scalars = {k: v for k, v in symbols.items() if k not in dims}
-    for k in scalars:
-        if k in det:
-            raise ValueError(f"the name {k!r} is used for both a scalar and a matrix")
+    check_unique_names(scalars, det)
     return dims, scalars, det, rand
 
 
 def _register(table, name, obj, what):
     if name in table and table[name] != obj:
         plural = {"matrix": "matrices"}.get(what, what + "s")
-        raise ValueError(f"two different {plural} are named {name!r} ({table[name]!r} and {obj!r}); "
-                         "bindings are by name, so names must be unique")
+        raise BindingError(f"two different {plural} are named {name!r} ({table[name]!r} and {obj!r}); "
+                           "bindings are by name, so names must be unique")
     table[name] = obj
 
 
@@ -95,17 +98,19 @@ def bind(expr, bindings, caller="monte_carlo"):
         msg = f"{caller}: unknown binding(s) {unknown}; valid names are {sorted(valid)}"
         if hint:
             msg += f" ({hint} {'is' if len(hint) == 1 else 'are'} random: sampled, not bound)"
-        raise ValueError(msg)
+        raise BindingError(msg)
     missing = sorted(k for k in list(scalars) + list(det) if k not in bindings)
     if missing:
-        raise ValueError(f"{caller}: missing binding(s) {missing} (expression needs {sorted(valid)})")
+        raise BindingError(f"{caller}: missing binding(s) {missing} (expression needs {sorted(valid)})")
 
+    symmetric, inverted = structural_roles(expr)
     known = {k: _as_dim(bindings[k], k, caller) for k in dims if k in bindings}
     matrices, equations = {}, []
     for name, M in det.items():
-        a = _as_array(bindings[name], name, caller)
-        shape = _implied_shape(M, a, name, caller)
-        matrices[name] = a.reshape(-1) if isinstance(M, Vector) else a
+        kind, a, shape = validate_matrix(name, matrix_role(M, symmetric), M.shape, bindings[name])
+        if name in inverted:
+            check_invertible(name, kind, a)
+        matrices[name] = a
         equations += [(M.shape[0], shape[0], name, "rows"), (M.shape[1], shape[1], name, "columns")]
     inferred, source = dict(known), {k: "bound explicitly" for k in known}
     for expr_, value, name, what in equations:
@@ -113,7 +118,7 @@ def bind(expr, bindings, caller="monte_carlo"):
             inferred[expr_.name], source[expr_.name] = value, f"inferred from {name!r}"
     unbound = sorted(set(dims) - set(inferred))
     if unbound:
-        raise ValueError(f"{caller}: dimension(s) {unbound} are not bound and cannot be inferred from "
+        raise BindingError(f"{caller}: dimension(s) {unbound} are not bound and cannot be inferred from "
                          f"the array bindings; bind them, e.g. {unbound[0]}=...")
     subs = {dims[k]: v for k, v in inferred.items()}
     for expr_, value, name, what in equations:
@@ -121,80 +126,77 @@ def bind(expr, bindings, caller="monte_carlo"):
         if want != value:
             why = ", ".join(f"{s.name}={inferred[s.name]} {source[s.name]}"
                             for s in sorted(sp.sympify(expr_).free_symbols, key=str))
-            raise ValueError(f"{caller}: binding {name!r} has {value} {what}, but the expression needs "
+            raise BindingError(f"{caller}: binding {name!r} has {value} {what}, but the expression needs "
                              f"{expr_} = {want} ({why})")
-    for name, M in det.items():
-        _check_content(M, matrices[name], name, caller)
 
-    values, shapes = {}, {}
-    for k in scalars:
-        v = _as_array(bindings[k], k, caller)
-        values[k] = v
-        if v.ndim:
-            shapes[k] = v.shape
-    try:
-        batch = np.broadcast_shapes(*shapes.values()) if shapes else ()
-    except ValueError:
-        raise ValueError(f"{caller}: array-valued bindings do not broadcast together: "
-                         + ", ".join(f"{k} {s}" for k, s in shapes.items())) from None
+    values = {}
+    for k, sym in scalars.items():
+        values[k] = validate_scalar(k, bindings[k], scalar_kind(sym), allow_complex=False)
+    batch = check_grid(values)
     flat = {k: (np.broadcast_to(v, batch).reshape(-1).copy() if v.ndim else v) for k, v in values.items()}
     symbols = {**dims, **scalars, **det}
     return Bound(dims=inferred, scalars=flat, matrices=matrices, batch_shape=tuple(batch), symbols=symbols)
 
 
 def _as_dim(v, name, caller):
-    a = np.asarray(v)
-    if a.ndim or a.dtype.kind not in "iuf" or not np.isfinite(a) or a != np.round(a) or a <= 0:
-        raise ValueError(f"{caller}: dimension {name} must be a single positive integer, got {v!r}"
-                         + ("; to scan sizes call it once per size" if a.ndim else ""))
+    a = validate_scalar(name, v, "dim")
+    if a.ndim:
+        raise BindingError(f"binding {name!r}: {caller}: dimension {name} must be a single positive integer, "
+                           f"got an array; sampling needs one size per run (call once per size)")
     return int(a)
 
 
-def _as_array(v, name, caller):
-    try:
-        a = np.asarray(v)
-    except Exception as exc:  # noqa: BLE001 - report any conversion failure by name
-        raise TypeError(f"{caller}: binding {name!r} is not numeric: {exc}") from None
-    if a.dtype.kind == "c":
-        raise NotImplementedError(f"{caller}: binding {name!r} is complex; complex bindings are not "
-                                  "supported by the Monte Carlo layer")
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{caller}: binding {name!r} must be numeric, got dtype {a.dtype}")
-    if a.size == 0:
-        raise ValueError(f"{caller}: binding {name!r} is empty")
-    a = a.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{caller}: binding {name!r} contains NaN or inf")
-    return a
+def sized_grid(expr, bindings):
+    """Whether a dimension of ``expr`` is bound to an array (a grid of sizes)."""
+    dims = collect(expr)[0]
+    return any(k in bindings and np.ndim(bindings[k]) > 0 for k in dims)
 
 
-def _implied_shape(M, a, name, caller):
-    square = M.shape[0] == M.shape[1] and not isinstance(M, Vector)
-    if isinstance(M, Vector):
-        if a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1):
-            return (a.shape[0], 1)
-        raise ValueError(f"{caller}: vector {name!r} must be bound to a 1-D array of coordinates, "
-                         f"got shape {a.shape}")
-    if a.ndim == 1:
-        if not square:
-            raise ValueError(f"{caller}: {name!r} is {M.shape[0]}×{M.shape[1]}, not square; a 1-D "
-                             "binding (a diagonal) is only allowed for square matrices")
-        return (a.shape[0], a.shape[0])
-    if a.ndim == 2:
-        return a.shape
-    raise ValueError(f"{caller}: matrix {name!r} must be bound to a 1-D (diagonal) or 2-D array, "
-                     f"got {a.ndim}-D")
+def per_size(run, expr, bindings, trials, **kw):
+    """Monte Carlo over a grid that includes array-valued dimensions
+    (``n=[50, 100, 200]``), as ``compile`` accepts them: one run of
+    ``run(expr, trials=..., **kw, **sub_bindings)`` per distinct combination
+    of sizes on the broadcast grid, each on the grid points with those sizes;
+    the estimates are put back on the whole grid. The same ``seed`` is used
+    for every size (estimates at different sizes are then not independent)."""
+    from .result import MonteCarloResult, MonteCarloSeries
+    dims, scalars, _, _ = collect(expr)
+    grid_names = [k for k in list(dims) + list(scalars) if k in bindings]
+    values = {k: validate_scalar(k, bindings[k], "dim" if k in dims else scalar_kind(scalars[k]),
+                                 allow_complex=False) for k in grid_names}
+    shape = check_grid(values)
+    size = int(np.prod(shape, dtype=int))
+    flat = {k: np.broadcast_to(v, shape).reshape(-1) for k, v in values.items()}
+    sized = [k for k in dims if k in values and np.ndim(values[k])]
+    keys = np.stack([flat[k] for k in sized], axis=1)
+    combos = np.unique(keys, axis=0)
+    parts = []
+    for combo in combos:
+        idx = np.nonzero((keys == combo).all(axis=1))[0]
+        sub = dict(bindings)
+        for k, v in zip(sized, combo):
+            sub[k] = int(v)
+        for k, v in values.items():
+            if k not in sized and np.ndim(v):
+                sub[k] = flat[k][idx]
+        res = run(expr, trials=trials, **kw, **sub)
+        parts.append((idx, res))
+    series = isinstance(parts[0][1], MonteCarloSeries)
+    grid = {k: np.broadcast_to(v, shape).copy() for k, v in values.items() if np.ndim(v)}
 
+    def assemble(i):
+        mean, sem, std = (np.full(size, np.nan) for _ in range(3))
+        nonfinite, first = 0, None
+        for idx, res in parts:
+            r = res[i] if series else res
+            first = first or r
+            for out, a in ((mean, r.mean), (sem, r.sem), (std, r.std)):
+                out[idx] = np.broadcast_to(np.asarray(a, dtype=float), idx.shape)
+            nonfinite += r.nonfinite
+        return MonteCarloResult(first.expr, mean.reshape(shape), sem.reshape(shape), std.reshape(shape),
+                                trials=first.trials, seed=first.seed, grid=grid, shape=shape,
+                                nonfinite=nonfinite, method=first.method)
 
-def _check_content(M, a, name, caller):
-    if not isinstance(M, Covariance):
-        return
-    if a.ndim == 1:
-        if np.any(a < 0):
-            raise ValueError(f"{caller}: covariance {name!r} has a negative eigenvalue ({a.min():.3g})")
-        return
-    if not np.allclose(a, a.T, rtol=1e-10, atol=1e-12 * np.max(np.abs(a))):
-        raise ValueError(f"{caller}: covariance {name!r} is not symmetric")
-    e = np.linalg.eigvalsh((a + a.T) / 2)
-    if e[0] < -1e-10 * max(abs(e[-1]), 1e-300):
-        raise ValueError(f"{caller}: covariance {name!r} has a negative eigenvalue ({e[0]:.3g})")
+    if series:
+        return MonteCarloSeries([assemble(i) for i in range(len(parts[0][1]))])
+    return assemble(0)

@@ -25,7 +25,8 @@ from ..objects.ops import Cov, MatrixFunction, Var, removable_form
 from . import nodes as N
 from .bindings import collect
 from .plan import make_plan
-from .sampler import MNoise, MRandom, MSampleCovariance, MSampleMean, Sampler, base_objects
+from ..objects.matrices import Stacked
+from .sampler import MNoise, MRandom, MStack, MSampleCovariance, MSampleMean, Sampler, base_objects
 
 def _is_identity_multiple(M):
     if isinstance(M, Identity):
@@ -209,6 +210,8 @@ class Program:
             return node
         if isinstance(M, MatrixFunction):
             return self._function(M)
+        if isinstance(M, Stacked):      # sr.vstack: blocks concatenated (sampler.MStack)
+            return MStack([self.matrix(b) for b in M.args])
         raise NotImplementedError(f"monte_carlo: cannot evaluate the matrix expression {M} "
                                   f"({type(M).__name__})")
 

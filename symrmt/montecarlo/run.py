@@ -10,7 +10,7 @@ from concurrent.futures import as_completed
 
 import numpy as np
 
-from .bindings import bind
+from .bindings import bind, per_size, sized_grid
 from .estimand import parse
 from .progress import Progress
 from .program import Program
@@ -181,6 +181,8 @@ def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, **bindin
     ``result.nonfinite`` and reported with a ``RuntimeWarning``.
     """
     counts, as_list = _counts(trials)
+    if sized_grid(expr, bindings):     # array-valued dimensions: one run per size (as compile accepts them)
+        return per_size(monte_carlo, expr, bindings, trials, seed=seed, executor=executor, progress=progress)
     est = parse(expr)
     bound = bind(est.expr, bindings)
     seed_seq = _seed_sequence(seed)

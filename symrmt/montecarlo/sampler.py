@@ -1,6 +1,6 @@
 """Draws of the random objects, and the nodes that read them.
 
-Laws (objects layer, API.md):
+Laws (objects layer, docs/api.md):
 
 * ``GaussianData`` ``n×d``: ``X = K^{1/2} Z Σ^{1/2} + 1·meanᵀ``, ``Z`` iid
   ``N(0,1)`` (``K = I``: iid rows);
@@ -184,3 +184,20 @@ class MSampleCovariance(Node):
             xc = X - sampler.factor(self.obj.data, "mean", ctx)[None, :] if has_mean else X
             c = 1.0 / n
         return V.Mat((xc.shape[1],) * 2, [(np.asarray(c), (V.Dense(xc.T), V.Dense(xc)))])
+
+
+class MStack(Node):
+    """``sr.vstack(A₁, A₂, …)``: the blocks' values concatenated along rows
+    (each block evaluated on the same draw as everywhere else)."""
+
+    def __init__(self, children):
+        self.children = children
+        self.random = any(c.random for c in children)
+        self.batched = any(c.batched for c in children)
+
+    def compute(self, ctx):
+        parts = [V.materialize(c(ctx)) for c in self.children]
+        nb = max((p.shape[0] for p in parts if p.ndim == 3), default=None)
+        if nb is not None:
+            parts = [p if p.ndim == 3 else np.broadcast_to(p, (nb,) + p.shape) for p in parts]
+        return V.dense(np.concatenate(parts, axis=-2))

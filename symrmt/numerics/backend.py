@@ -15,6 +15,7 @@ from contextlib import nullcontext
 import mpmath
 import numpy as np
 import sympy as sp
+from sympy.printing.pycode import MpmathPrinter
 
 
 class NumpyBackend:
@@ -66,6 +67,27 @@ class NumpyBackend:
     def to_float(self, a):
         return np.asarray(a)
 
+    @staticmethod
+    def sum_last(v, w=None):
+        """``Σ_j v[..., j]`` (weighted by ``w``)."""
+        return v.sum(axis=-1) if w is None else v @ w
+
+
+class _MpmathPrinter(MpmathPrinter):
+    """SymPy's mpmath printer, with small integer powers as products
+    (``x*x`` is exact like ``x**2`` and costs one mpf multiplication instead
+    of ``mpf_pow_int``)."""
+
+    def _print_Pow(self, expr, rational=False):
+        b, e = expr.args
+        if e.is_Integer and 2 <= int(e) <= 3:
+            base = self.parenthesize(b, 100)    # any precedence above Mul: parentheses unless atomic
+            return "(" + "*".join([base] * int(e)) + ")"
+        if e.is_Integer and -3 <= int(e) <= -2:
+            base = self.parenthesize(b, 100)
+            return "(1/(" + "*".join([base] * -int(e)) + "))"
+        return super()._print_Pow(expr, rational=rational)
+
 
 class MpmathBackend(NumpyBackend):
     """High-precision backend: object arrays of ``mpf``/``mpc`` at ``dps`` digits."""
@@ -93,7 +115,9 @@ class MpmathBackend(NumpyBackend):
 
     def lambdify(self, args, exprs):
         with self.context():
-            f = sp.lambdify(args, list(exprs), modules="mpmath", cse=True, dummify=True)
+            f = sp.lambdify(args, list(exprs), modules="mpmath", cse=True, dummify=True,
+                            printer=_MpmathPrinter({"fully_qualified_modules": False, "inline": True,
+                                                    "allow_unknown_functions": True, "user_functions": {}}))
         nout = len(exprs)
         uf = np.frompyfunc(lambda *a: tuple(f(*a)) if nout > 1 else f(*a)[0], len(args), nout)
         ctx = self.context
@@ -117,6 +141,20 @@ class MpmathBackend(NumpyBackend):
     def const(self, x):
         with self.context():
             return mpmath.mpf(x) if not isinstance(x, complex) else mpmath.mpc(x)
+
+    def sum_last(self, v, w=None):
+        """``Σ_j v[..., j]`` (weighted by ``w``) by ``mpmath.fsum``/``fdot``
+        on each row: one rounding per row and no generic ``mpf.__add__``."""
+        v = np.asarray(v, dtype=object)
+        with self.context():
+            if w is None:
+                flat = [mpmath.fsum(row) for row in v.reshape(-1, v.shape[-1])]
+            else:
+                wl = list(w)
+                flat = [mpmath.fdot(row, wl) for row in v.reshape(-1, v.shape[-1])]
+        out = np.empty(len(flat), dtype=object)
+        out[:] = flat
+        return out.reshape(v.shape[:-1]) if v.ndim > 1 else out[0]
 
     def isfinite(self, a):
         return np.asarray(self._isfinite(a), dtype=bool)

@@ -1,4 +1,4 @@
-"""Validation of bindings and the common eigenbasis (API.md, Evaluating).
+"""Validation of bindings and the common eigenbasis (docs/api.md, Evaluating).
 
 Rules: bindings are keyed by symbol names; scalars and dimensions are numbers
 or arrays (broadcast together into one grid); a deterministic matrix bound
@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from ..objects.matrices import Covariance, Vector
+from .._bindings import (BindingError, check_grid, check_invertible, check_unique_names, matrix_role,
+                         scalar_kind, validate_matrix, validate_scalar)
+from ..objects.matrices import Covariance
 from .catalog import Catalog
 from .kernels import dense_diag
-from .result import BindingError
 
 
 @dataclass
@@ -59,90 +60,26 @@ class Bound:
         return ent, weights
 
 
-def _fail(name, what):
-    raise BindingError(f"binding {name!r}: {what}")
-
-
-def _as_real_array(name, value, what="values"):
-    try:
-        a = np.asarray(value)
-    except Exception as exc:  # pragma: no cover - numpy's own message is clear
-        _fail(name, f"cannot be read as an array ({exc})")
-    if a.dtype == object:
-        try:
-            a = a.astype(complex) if any(isinstance(v, complex) or getattr(v, "imag", 0) for v in a.ravel()) \
-                else a.astype(float)
-        except (TypeError, ValueError):
-            _fail(name, f"{what} must be numbers, got {a.dtype}")
-    if a.dtype.kind not in "biufc":
-        _fail(name, f"{what} must be numbers, got dtype {a.dtype}")
-    if a.dtype.kind == "b":
-        _fail(name, f"{what} must be numbers, got booleans")
+def _exact(value, kind, arr, backend):
+    """For the mpmath backend: the binding as given (``mpf``, ``Fraction``,
+    ``Decimal``, strings and ints keep their precision); NumPy: ``arr``."""
+    if backend.name != "mpmath":
+        return arr
+    a = np.asarray(value, dtype=object)
+    if a.ndim == 2 and a.shape[1] == 1 and arr.ndim == 1 and kind == "full":   # a column vector
+        a = a[:, 0]
+    if kind == "diag" and a.ndim == 2:
+        a = np.array([a[i, i] for i in range(a.shape[0])], dtype=object)
+    if a.shape != arr.shape:      # symmetrised or otherwise transformed: the validated values
+        return arr
     return a
 
 
-def _check_finite(name, a):
-    bad = ~np.isfinite(a)
-    if bad.any():
-        i = np.argwhere(bad)[0]
-        where = f" at index {tuple(int(j) for j in i)}" if a.ndim else ""
-        _fail(name, f"contains {a[tuple(i)].item()}{where}; values must be finite")
-
-
-def _validate_matrix(name, sym, value):
-    a = _as_real_array(name, value, "entries")
-    if np.iscomplexobj(a):
-        _fail(name, "complex matrices are not supported; bind a real array")
-    _check_finite(name, a)
-    rows, cols = sym.shape
-    square = rows == cols
-    if isinstance(sym, Vector):
-        if a.ndim == 2 and a.shape[1] == 1:
-            a = a[:, 0]
-        if a.ndim != 1:
-            _fail(name, f"a vector ({rows}×1) is bound to 1-D coordinates, got shape {a.shape}")
-        return "full", a.reshape(-1, 1), (a.shape[0],)
-    if a.ndim == 1:
-        if not square:
-            _fail(name, f"a 1-D array means a diagonal matrix, but {name} is {rows}×{cols} (not square); "
-                        "bind the full 2-D matrix")
-        if isinstance(sym, Covariance) and (a < 0).any():
-            i = int(np.nonzero(a < 0)[0][0])
-            _fail(name, f"covariance eigenvalues must be ≥ 0, got {a[i].item()} at index {i}")
-        return "diag", a, (a.shape[0], a.shape[0])
-    if a.ndim != 2:
-        _fail(name, f"expected a 1-D (diagonal) or 2-D array, got {a.ndim}-D of shape {a.shape}")
-    if square and a.shape[0] != a.shape[1]:
-        _fail(name, f"{name} is square ({rows}×{cols}) but the array has shape {a.shape}")
-    if isinstance(sym, Covariance):
-        scale = max(float(np.abs(a).max()), np.finfo(float).tiny)
-        asym = float(np.abs(a - a.T).max())
-        if asym > 1e-10 * scale:
-            _fail(name, f"a covariance must be symmetric; max |A − Aᵀ| = {asym:.3g} (scale {scale:.3g})")
-        a = (a + a.T) / 2
-        w = np.linalg.eigvalsh(a)
-        if w[0] < -1e-10 * max(w[-1], 0.0) - np.finfo(float).tiny:
-            _fail(name, f"a covariance must be positive semi-definite; smallest eigenvalue {w[0]:.3g}")
-    if square and not np.count_nonzero(a - np.diag(np.diag(a))):
-        return "diag", np.diag(a).copy(), a.shape
-    return "full", a, a.shape
-
-
-def _validate_scalar(name, value, is_dim):
-    a = _as_real_array(name, value)
-    _check_finite(name, a)
-    if is_dim:
-        if np.iscomplexobj(a):
-            _fail(name, "a dimension must be a positive integer, got a complex value")
-        if (a <= 0).any():
-            _fail(name, f"a dimension must be a positive integer, got {a[a <= 0].ravel()[0].item()}")
-        if (a != np.round(a)).any():
-            bad = a[a != np.round(a)].ravel()[0].item()
-            _fail(name, f"a dimension must be a positive integer, got {bad}")
-    return a
-
-
-def bind(cat: Catalog, backend, bindings: dict) -> Bound:
+def bind(cat: Catalog, backend, bindings: dict, symmetric=(), inverted=()) -> Bound:
+    """Validate ``bindings`` (rules of :mod:`symrmt._bindings`) against the
+    catalog; ``symmetric``/``inverted``: names of matrices the expression
+    takes fractional powers of / inverts."""
+    check_unique_names(cat.scalars, cat.matrices)
     valid = set(cat.names)
     unknown = [k for k in bindings if k not in valid]
     for k in unknown:
@@ -157,8 +94,11 @@ def bind(cat: Catalog, backend, bindings: dict) -> Bound:
     for name, sym in cat.matrices.items():
         if name not in bindings:
             continue
-        kind, arr, shp = _validate_matrix(name, sym, bindings[name])
-        mats[name] = (kind, arr)
+        kind, arr, shp = validate_matrix(name, matrix_role(sym, symmetric), sym.shape, bindings[name])
+        if name in inverted:
+            check_invertible(name, kind, arr)
+        arr = _exact(bindings[name], kind, arr, backend)
+        mats[name] = (kind, arr.reshape(-1, 1) if shp[1] == 1 and kind == "full" and arr.ndim == 1 else arr)
         for dim, size in zip(sym.shape, shp):
             dim = sp.sympify(dim)
             if dim.is_Symbol:
@@ -175,38 +115,48 @@ def bind(cat: Catalog, backend, bindings: dict) -> Bound:
     for name in cat.scalars:
         if name not in bindings:
             continue
-        a = _validate_scalar(name, bindings[name], name in cat.dims)
+        kind = "dim" if name in cat.dims else _kind(cat.scalars[name])
+        a = validate_scalar(name, bindings[name], kind)
         if name in inferred and not (a == inferred[name]).all():
             raise BindingError(
-                f"binding {name!r}: got {name} = {a.ravel()[0].item() if a.size == 1 else a}, but the bound matrix "
+                f"binding {name!r}: got {name} = {_num(a.ravel()[0]) if a.size == 1 else a}, but the bound matrix "
                 f"{origin[name]!r} has {name} = {inferred[name]}")
-        values[name] = a
+        values[name] = (a, _exact(bindings[name], "scalar", a, backend))
     for name, size in inferred.items():
         if name not in values:
-            values[name] = np.asarray(float(size))
+            values[name] = (np.asarray(float(size)),) * 2
 
     missing = sorted(n for n in cat.required if n not in values and n not in mats)
     if missing:
         desc = ", ".join(f"{n} ({cat.role(n)})" for n in missing)
         raise BindingError(f"missing binding(s): {desc}. Valid bindings: {cat.describe()}")
 
-    try:
-        shape = np.broadcast_shapes(*[np.shape(a) for a in values.values()])
-    except ValueError:
-        shapes = {k: np.shape(values[k]) for k in sorted(values) if np.ndim(values[k])}
-        raise BindingError(f"array-valued bindings do not broadcast together: {shapes}") from None
+    shape = check_grid({k: v[0] for k, v in values.items()})
     size = int(np.prod(shape)) if shape else 1
 
-    for name, a in values.items():
+    for name, (a, ex) in values.items():
         if a.ndim == 0:
-            values[name] = backend.asarray(a, np.iscomplexobj(a))[()]
+            values[name] = backend.asarray(ex, np.iscomplexobj(a))[()]
         else:
-            values[name] = backend.asarray(np.broadcast_to(a, shape).reshape(-1), np.iscomplexobj(a))
+            values[name] = backend.asarray(np.broadcast_to(ex, shape).reshape(-1), np.iscomplexobj(a))
 
     sizes = {space: _space_size(space, values, inferred) for space in cat.spaces}
 
     mats = _common_basis(cat, backend, mats)
     return Bound(shape=tuple(shape), size=size, values=values, mats=mats, sizes=sizes)
+
+
+def _num(v):
+    v = v.item()
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def _kind(symbols):
+    kinds = {scalar_kind(s) for s in symbols}
+    for k in ("dim", "positive", "real", "complex", "any"):
+        if k in kinds:
+            return k
+    return "any"
 
 
 def _space_size(space, values, inferred):

@@ -102,9 +102,7 @@ def build_catalog(de):
     clash = {u.name for u in unknowns} & set(cat.names)
     if clash:
         raise ValueError(f"unknowns {sorted(clash)} have the same names as bindable symbols")
-    opt = set(OPTIONS) & set(cat.names)
-    if opt:
-        raise ValueError(f"symbols named {sorted(opt)} clash with the compiled function's options {OPTIONS}")
+    # options live in their own namespace (symrmt._bindings.split_options): no name is reserved
     # a dimension is needed when any matrix of that size is needed (shape checks)
     for name in list(needed):
         if name in cat.matrices:

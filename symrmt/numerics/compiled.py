@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import sympy as sp
 
+from .._bindings import _deprecated, check_unique_names, split_options, structural_roles
 from ..objects.functionals import Norm
 from ..objects.matrices import Vector
 from .backend import make_backend
@@ -13,7 +14,11 @@ from .bindings import bind
 from .catalog import build_catalog
 from .plan import Plan, solve_groups
 from .result import ConvergenceError, SolveResult
-from .solvers import full
+from .solvers import XTOL_MAX, full
+
+#: options of ``f(...)`` and ``f.solve(...)`` (their own namespace: ``options={...}``)
+SOLVE_OPTIONS = ("maxiter", "xtol", "eta", "quad_rtol")
+CALL_OPTIONS = SOLVE_OPTIONS + ("on_failure",)
 
 
 class CompiledEquivalent:
@@ -22,12 +27,16 @@ class CompiledEquivalent:
 
     ``f(**bindings)`` returns the value as an array with the broadcast shape
     of the array-valued bindings; ``f.solve(**bindings)`` returns a
-    :class:`SolveResult` with the unknowns and diagnostics. Options (keyword
-    arguments next to the bindings): ``maxiter`` (per group, default 100),
-    ``xtol`` (relative step at convergence), ``eta`` (smallest ``|Im λ|``
-    as a fraction of the spectral scale, default ``1e-9``), and
-    ``raise_on_failure`` (``solve``) / ``on_failure`` (``"raise"`` or
-    ``"nan"``, call).
+    :class:`SolveResult` with the unknowns and diagnostics. Bindings may also
+    be given as one dict, ``f({"eta": 0.5, ...})``. Options live in their own
+    namespace, ``f(..., options={...})`` (or ``f(bindings_dict, **options)``),
+    so every symbol name is bindable: ``maxiter`` (per group, default 100),
+    ``xtol`` (relative Newton step at convergence, at most ``1e-6``), ``eta``
+    (smallest ``|Im λ|`` as a fraction of the spectral scale, default
+    ``1e-9``), ``quad_rtol``, and ``raise_on_failure`` (``solve``) /
+    ``on_failure`` (``"raise"`` or ``"nan"``, call). The keyword form
+    ``f(lam=..., xtol=...)`` still works for an option that is not a
+    symbol's name, with a ``DeprecationWarning``.
 
     All symbolic work (lowering, differentiation, lambdification) is done
     once per *binding signature* (which matrices are bound diagonal or
@@ -38,6 +47,10 @@ class CompiledEquivalent:
         self.de = de
         self.backend = make_backend(backend, dps)
         self.catalog = build_catalog(de)
+        check_unique_names(self.catalog.scalars, self.catalog.matrices)
+        sym, inv = structural_roles(de.expr)
+        sym2, inv2 = structural_roles(de.value)
+        self._symmetric, self._inverted = _merge_roles(sym, sym2), inv | inv2
         self._de, self._norms = _norm_placeholders(de)
         self._plans = {}
         with self.backend.context():
@@ -73,9 +86,35 @@ class CompiledEquivalent:
             plan = self._plans[signature] = Plan(self._de, self.backend, dict(signature))
         return plan
 
+    # ----------------------------------------------------------- mpmath warm start
+    def _warm_start(self, bindings, opts):
+        """Double-precision roots of the top groups, ``{unknown: (z, x)}``,
+        as Newton's starting points at full precision (only the start: the
+        mpmath equations decide the root). Empty where the double-precision
+        solve is not possible (values out of float range, complex groups …)."""
+        import warnings
+        from .._bindings import numbers
+        try:
+            if getattr(self, "_float", None) is None:
+                self._float = CompiledEquivalent(self.de, backend="numpy")
+            fb = {k: numbers(k, v) for k, v in bindings.items()}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = self._float._solve(fb, raise_on_failure=False, maxiter=opts["maxiter"])
+            out = {}
+            for s in self._float._plan(self._float._default_signature()).top:
+                for u in s.unknowns:
+                    out[u.name] = (np.ravel(res.z[s.zlabel]), np.ravel(res.x[u.name]))
+            return out
+        except Exception:  # noqa: BLE001 - a warm start is an optimisation only
+            return {}
+
     # ----------------------------------------------------------- evaluation
-    def solve(self, raise_on_failure=True, maxiter=100, xtol=None, eta=1e-9, quad_rtol=None, **bindings):
-        """Solve the self-consistent equations and evaluate the value.
+    def solve(self, *args, **kwargs):
+        """Solve the self-consistent equations and evaluate the value:
+        ``f.solve(bindings_dict, **options)`` or ``f.solve(**bindings,
+        options={...})`` (options: ``raise_on_failure=True``,
+        ``maxiter=100``, ``xtol``, ``eta=1e-9``, ``quad_rtol``).
 
         ``quad_rtol``: relative tolerance of the adaptive quadrature of
         integral values (default ``10^(−5·digits/8)``, 1e-10 in double
@@ -84,16 +123,33 @@ class CompiledEquivalent:
         4 for double integrals. The achieved difference of the last two levels
         is in ``result.quad_error``.
 
+        A value is reported converged only where every group converged and,
+        with integrals, each integral's error estimate (the difference of its
+        last two levels) is at most ``quad_rtol`` relative to the integral
+        when ``quad_rtol`` is given (``√rtol`` at the default ``rtol``).
+
         Raises :class:`ConvergenceError` (with ``.result``) if some grid point
         did not converge, unless ``raise_on_failure=False``.
         """
+        bindings, options = split_options(args, kwargs, self.catalog.names,
+                                          SOLVE_OPTIONS + ("raise_on_failure",), "solve", _deprecated)
+        return self._solve(bindings, **options)
+
+    def _solve(self, bindings, raise_on_failure=True, maxiter=100, xtol=None, eta=1e-9, quad_rtol=None):
         be = self.backend
         if quad_rtol is not None and not (0 < float(quad_rtol) < 1):
             raise ValueError(f"quad_rtol must be in (0, 1), got {quad_rtol!r}")
-        opts = dict(maxiter=int(maxiter), xtol=be.xtol if xtol is None else xtol, eta=float(eta),
-                    quad_rtol=None if quad_rtol is None else float(quad_rtol))
+        if xtol is not None and not (0 < float(xtol) <= XTOL_MAX):
+            raise ValueError(f"xtol must be in (0, {XTOL_MAX:g}] (a relative Newton step; a looser one would "
+                             f"report unconverged roots as converged), got {xtol!r}")
+        if not (isinstance(maxiter, (int, np.integer)) and maxiter >= 1):
+            raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
+        opts = dict(maxiter=int(maxiter), xtol=be.xtol if xtol is None else xtol,
+                    eta=float(eta), quad_rtol=None if quad_rtol is None else float(quad_rtol))
         with be.context(), np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            bound = bind(self.catalog, be, bindings)
+            bound = bind(self.catalog, be, bindings, self._symmetric, self._inverted)
+            if be.name == "mpmath":
+                opts["warm"] = self._warm_start(bindings, opts)
             plan = self._plan(bound.signature)
             n = bound.size
             env = dict(bound.values)
@@ -130,16 +186,29 @@ class CompiledEquivalent:
             raise ConvergenceError(res["message"], res)
         return res
 
-    def __call__(self, on_failure="raise", **bindings):
-        """The value at the bindings, an array of their broadcast shape.
+    def __call__(self, *args, **kwargs):
+        """The value at the bindings, an array of their broadcast shape:
+        ``f(**bindings)``, ``f(**bindings, options={...})`` or
+        ``f(bindings_dict, **options)``.
 
         ``on_failure="raise"`` (default) raises :class:`ConvergenceError` where
         the equations could not be solved; ``"nan"`` returns NaN there
         (``f.solve(...).converged`` tells which).
         """
+        bindings, options = split_options(args, kwargs, self.catalog.names, CALL_OPTIONS, "compiled equivalent",
+                                          _deprecated)
+        on_failure = options.pop("on_failure", "raise")
         if on_failure not in ("raise", "nan"):
             raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}")
-        return self.solve(raise_on_failure=(on_failure == "raise"), **bindings).value
+        return self._solve(bindings, raise_on_failure=(on_failure == "raise"), **options).value
+
+
+def _merge_roles(a, b):
+    """Union of two ``{name: "symmetric"|"psd"}`` (PSD wins)."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = "psd" if "psd" in (v, out.get(k)) else v
+    return out
 
 
 def _norm_placeholders(de):

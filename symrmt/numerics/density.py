@@ -63,8 +63,8 @@ def spectral_density(Sigma, n, x, p=None, K=None, eta=1e-9, backend="numpy", dps
         bindings["p"] = p
     if K is not None:
         bindings["K"] = K
-    res = f.solve(eta=eta, **options, **bindings)
-    res2 = f.solve(eta=2 * eta, **options, **bindings)
+    res = f.solve(bindings, eta=eta, **options)
+    res2 = f.solve(bindings, eta=2 * eta, **options)
     # m(x + iη) = m(x + i0) + iη m'(x) + O(η²): Richardson removes the first-order term,
     # which dominates near the edges where m' ~ (x − edge)^(−1/2)
     m = 2 * res.value - res2.value

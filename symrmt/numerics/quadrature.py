@@ -37,6 +37,12 @@ from .kernels import Stage
 
 _ids = itertools.count()
 H0 = mpmath.mpf(1) / 4
+#: Extended points ``grid point × node`` evaluated at once by one integral
+#: level (each holds O(1) scalars: spectral sums are blocked in ``kernels``);
+#: an integral with another nested inside takes at most ``POINTS_NESTED``, so
+#: the inner one, chunked again, stays within ``POINTS``.
+POINTS = 2 ** 15
+POINTS_NESTED = 2 ** 8
 
 
 def find_integrals(expr):
@@ -176,6 +182,7 @@ class IntegralNode:
         self.max_level = 6 + int(np.ceil(np.log2(max(self.digits, 16) / 16)))
         self._levels = []
         self.body = ValueNode(body, plan, self.level)
+        self.nested = body.has(sp.Integral)
 
     def _systems(self):
         """Groups solved at this integral's nodes: those whose spectral
@@ -216,11 +223,34 @@ class IntegralNode:
                 if (err <= rtol * np.maximum(scale, 1e-300)).all():
                     break
             prev = total
-        ok &= err <= rtol ** 0.5 * np.maximum(scale, 1e-300)
+        # relative, and never looser than a requested quad_rtol (the default rtol allows √rtol)
+        ok &= err <= (rtol if opts.get("quad_rtol") else rtol ** 0.5) * np.maximum(scale, 1e-300)
         diagnostics.setdefault("quad_error", []).append(err)
         return total, ok
 
     def _sum(self, level, lims, env, bound, n, opts, diagnostics):
+        """``Σ_q w_q f(t_q)`` at the ``n`` points, the nodes taken in chunks so
+        that at most :data:`POINTS` (``POINTS_NESTED`` when an integral is
+        nested inside: each of its points carries the inner nodes) extended
+        points ``point × node`` are held at once: the memory of a level is
+        bounded whatever the grid, the number of nodes and the nesting depth."""
+        u, w, um = level
+        q = len(u)
+        budget = POINTS_NESTED if self.nested else POINTS
+        step = max(1, min(q, budget // max(n, 1)))
+        total, ok, errs = None, np.ones(n, dtype=bool), []
+        for k in range(0, q, step):
+            sl = slice(k, k + step)
+            part, good, err = self._chunk((u[sl], w[sl], None if um is None else um[sl]), lims, env, bound,
+                                          n, opts)
+            total = part if total is None else total + part
+            ok &= good
+            errs = err if not errs else [a + b for a, b in zip(errs, err)]
+        for e in errs:
+            diagnostics.setdefault("quad_error", []).append(e)
+        return total, ok
+
+    def _chunk(self, level, lims, env, bound, n, opts):
         from .plan import solve_groups
         from .solvers import full
         u, w, um = level
@@ -242,10 +272,9 @@ class IntegralNode:
         # nested integrals: an inner error at a node enters the outer sum with
         # the node's weight, so its contribution to this point is Σ_q |w_q|·err_q
         aw = np.abs(np.asarray(np.broadcast_to(w, (n, q)), dtype=float))
-        for e in inner.get("quad_error", []):
-            diagnostics.setdefault("quad_error", []).append(
-                (np.asarray(full(e, n * q), dtype=float).reshape(n, q) * aw).sum(axis=1))
+        errs = [(np.asarray(full(e, n * q), dtype=float).reshape(n, q) * aw).sum(axis=1)
+                for e in inner.get("quad_error", [])]
         for d in diag.values():
             ok = ok & d["converged"]
         vals = np.asarray(full(vals, n * q)).reshape(n, q) * w
-        return vals.sum(axis=1), ok.reshape(n, q).all(axis=1)
+        return vals.sum(axis=1), ok.reshape(n, q).all(axis=1), errs

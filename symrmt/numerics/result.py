@@ -4,12 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-
-class BindingError(ValueError):
-    """A binding is missing, unknown, or has an invalid value.
-
-    The message names the binding and says what is wrong with it.
-    """
+from .._bindings import BindingError  # noqa: F401  (the one binding error, re-exported)
 
 
 class ConvergenceError(RuntimeError):

@@ -18,12 +18,21 @@ from ..objects.matrices import Covariance
 from .kernels import Stage
 
 
+def _scatter_to(n, idx, v):
+    out = np.zeros(n)
+    out[idx] = v
+    return out
+
+
 class GroupSystem:
     def __init__(self, group, index, lowering, backend):
         self.group = group
         self.backend = backend
         self.kind = group.kind
         self.unknowns = tuple(group.unknowns)
+        if self.kind == "general":
+            self._init_general(group, index, lowering, backend)
+            return
         if self.kind not in ("wishart", "separable"):
             raise NotImplementedError(f"numerics: unknown group kind {self.kind!r}")
         if self.kind == "wishart" and len(self.unknowns) != 1:
@@ -88,6 +97,138 @@ class GroupSystem:
             if len(sol) == 1:
                 self._inverse_z = (s.name, backend.lambdify([w], [sol[0]]))
 
+    # ------------------------------------------------------------ general law
+    def _init_general(self, group, index, lowering, backend):
+        """The general one-point law (docs/math.md): unknowns ``δ_j``, residuals
+        ``F_j = δ_j − c_j Tr[Σ_j R(δ)]/n_j`` with ``R = (Σ_j c_jρ_jΣ_j + B + z)⁻¹``,
+        lowered like any functional (dense inverses where matrices do not
+        commute), and their SymPy Jacobian."""
+        z = sp.sympify(group.z)
+        zsym = sp.Symbol(f"__z{index}")
+        self.zname, self.zlabel, self.z = zsym.name, sp.sstr(z), z
+        F = [(e.lhs.subs(z, zsym) - e.rhs.subs(z, zsym)) for e in group.equations]
+        if len(F) != len(self.unknowns):
+            raise ValueError(f"group {self.unknowns}: {len(F)} equations for {len(self.unknowns)} unknowns")
+        self.residuals = F
+        J = [sp.diff(f, u) for f in F for u in self.unknowns]
+        low = lowering.lower_expr
+        cons = lowering.contractions
+
+        def stage(exprs):
+            return Stage(backend, [low(sp.sympify(e)) for e in exprs], cons)
+
+        self.newton = stage(F + J)
+        self.zstage = stage([z])
+        self.shift = group.sizes[0] if group.sizes else None
+        self._shift_eval = None
+        if self.shift is not None:
+            from .kernels import _DenseEval
+            self._shift_eval = _DenseEval(backend, self.shift)
+        self._inverse_z = None
+        if len(z.free_symbols) == 1:
+            (s,) = z.free_symbols
+            w, free = sp.Symbol("__w"), sp.Dummy(s.name)
+            sol = sp.solve(sp.Eq(w, z.xreplace({s: free})), free)
+            if len(sol) == 1:
+                self._inverse_z = (s.name, backend.lambdify([w], [sol[0]]))
+
+    def check_shift(self, env, bound):
+        """The shift ``B`` must be symmetric positive semi-definite (the law's
+        physical branch); raises a ``BindingError`` naming it otherwise."""
+        from .result import BindingError
+        if self._shift_eval is None:
+            return
+        B = np.asarray(self._shift_eval(env, bound))
+        if B.dtype == object:
+            return
+        mats = B.reshape((-1,) + B.shape[-2:])
+        name = sp.sstr(self.shift)
+        for M in mats:
+            if np.iscomplexobj(M) or not np.allclose(M, M.T, rtol=1e-10, atol=1e-12 * (1 + np.abs(M).max())):
+                raise BindingError(f"the shift {name} must be a real symmetric matrix")
+            e = np.linalg.eigvalsh((M + M.T) / 2)
+            if e.min() < -1e-10 * max(1.0, abs(e).max()):
+                raise BindingError(f"the shift {name} must be positive semi-definite: its smallest "
+                                   f"eigenvalue is {e.min():.3g}")
+
+    def solve_general(self, env, bound, z, opts):
+        """Real ``z ≥ 0``: Newton on ``F(δ) = 0`` with the SymPy Jacobian,
+        safeguarded by the fixed-point map ``δ ↦ δ − F(δ)``
+        (``= c_j Tr[Σ_j R]/n_j``), which is increasing in ``δ`` and from
+        ``δ = 0`` rises monotonically to the physical root; a Newton step is
+        kept where it stays non-negative and reduces ``|F|``."""
+        self.check_shift(env, bound)
+        k = len(self.unknowns)
+        n = len(z)
+        names = [u.name for u in self.unknowns]
+        maxiter = max(int(opts.get("maxiter", 100)), 50) * 4
+        xtol = opts.get("xtol") or 1e-12
+
+        def ev(x, idx):
+            e = {kk: (v[idx] if isinstance(v, np.ndarray) and v.ndim == 1 and len(v) == n else v)
+                 for kk, v in env.items()}
+            for nm, v in zip(names, x):
+                e[nm] = v[idx]
+            e[self.zname] = z[idx]
+            out = self.newton(e, bound)
+            m = len(idx)
+            F = [np.broadcast_to(np.asarray(f, dtype=float), (m,)) for f in out[:k]]
+            J = [np.broadcast_to(np.asarray(j, dtype=float), (m,)) for j in out[k:]]
+            return F, J
+
+        x = [np.zeros(n) for _ in range(k)]
+        nit = np.zeros(n, dtype=int)
+        conv = np.zeros(n, dtype=bool)
+        act = np.arange(n)
+        F, J = ev(x, act)
+        for it in range(maxiter):
+            if not len(act):
+                break
+            xa = [v[act] for v in x]
+            fnorm = sum(np.abs(f) for f in F)
+            done = fnorm <= xtol * (1 + sum(np.abs(v) for v in xa))
+            conv[act[done]] = True
+            keep = ~done
+            act = act[keep]
+            if not len(act):
+                break
+            xa = [v[keep] for v in xa]
+            F = [f[keep] for f in F]
+            J = [j[keep] for j in J]
+            fnorm = fnorm[keep]
+            with np.errstate(all="ignore"):
+                if k == 1:
+                    step = [F[0] / J[0]]
+                else:
+                    Jm = np.stack(J, axis=-1).reshape(-1, k, k)
+                    Fm = np.stack(F, axis=-1)[..., None]
+                    try:
+                        step = list(np.moveaxis(np.linalg.solve(Jm, Fm)[..., 0], -1, 0))
+                    except np.linalg.LinAlgError:
+                        step = [np.full(len(act), np.nan) for _ in range(k)]
+                xn = [a - s_ for a, s_ in zip(xa, step)]
+                fp = [a - f for a, f in zip(xa, F)]
+            good = np.all([np.isfinite(v) & (v >= 0) for v in xn], axis=0)
+            cand = [np.where(good, v, f) for v, f in zip(xn, fp)]
+            Fn_, Jn = ev([_scatter_to(n, act, c) for c in cand], act)
+            fn_norm = sum(np.abs(f) for f in Fn_)
+            worse = good & ~(fn_norm < fnorm)
+            if worse.any():
+                cand = [np.where(worse, f, c) for c, f in zip(cand, fp)]
+                sub = np.nonzero(worse)[0]
+                F2, J2 = ev([_scatter_to(n, act[sub], c[sub]) for c in cand], act[sub])
+                for i_ in range(k):
+                    Fn_[i_] = Fn_[i_].copy()
+                    Fn_[i_][sub] = F2[i_]
+                for i_ in range(k * k):
+                    Jn[i_] = Jn[i_].copy()
+                    Jn[i_][sub] = J2[i_]
+            for i_ in range(k):
+                x[i_][act] = cand[i_]
+            nit[act] += 1
+            F, J = Fn_, Jn
+        return {nm: v for nm, v in zip(names, x)}, nit, conv
+
     # ------------------------------------------------------------ numbers
     def _separable_setup(self, env, bound):
         trS, m, trK, *ms = self._setup(env, bound)
@@ -98,6 +239,12 @@ class GroupSystem:
         return [trS, m, trK, self.backend.const(float(rank)), *ms]
 
     def scale(self, env, bound):
+        if self.kind == "general":
+            raise NotImplementedError("numerics: complex spectral parameters for the general law "
+                                      "(pooled blocks, deterministic shifts) are not implemented")
+        return self._scale(env, bound)
+
+    def _scale(self, env, bound):
         """Spectral scale of ``Σ̂``: ``max eig Σ · Π_j (1 + √(d/m_j))²`` (× ``max eig K``)."""
         be = self.backend
         setup = self.setup(env, bound)

@@ -6,7 +6,7 @@ objects are equal exactly when they are the same object. Random objects hold
 a unique integer tag: two ``GaussianData`` made separately are independent
 copies even if their names and laws coincide.
 
-User-facing constructors accept the friendly signature of API.md; the
+User-facing constructors accept the friendly signature of docs/api.md; the
 canonical signature (name given as a SymPy ``Str``) is what ``func`` uses.
 """
 from __future__ import annotations
@@ -293,3 +293,49 @@ def random_symbols(expr):
     included as themselves)."""
     return {a for a in getattr(expr, "atoms", lambda *_: set())(MatrixSymbol)
             if getattr(a, "is_random", False)}
+
+
+# ---------------------------------------------------------------- stacking
+class Stacked(MatrixExpr):
+    """Row blocks stacked on top of each other, ``[A₁; A₂; …]`` (equal
+    numbers of columns). Built by :func:`vstack`; the engine rewrites
+    products through it exactly (``[A₁; A₂]ᵀ[B₁; B₂] = A₁ᵀB₁ + A₂ᵀB₂``) and
+    Monte Carlo samples it by concatenating its blocks' draws."""
+
+    def __new__(cls, *blocks):
+        return Basic.__new__(cls, *blocks)
+
+    @property
+    def blocks(self):
+        return self.args
+
+    @property
+    def shape(self):
+        return (sp.Add(*[b.shape[0] for b in self.args]), self.args[0].shape[1])
+
+    @property
+    def is_random(self):
+        return False        # a container: its blocks carry the randomness
+
+    def _sympystr(self, printer):
+        return "vstack(" + ", ".join(printer._print(b) for b in self.args) + ")"
+
+    def _latex(self, printer):
+        return r"\begin{bmatrix}" + r" \\ ".join(printer._print(b) for b in self.args) + r"\end{bmatrix}"
+
+
+def vstack(*blocks):
+    """``[A₁; A₂; …]``: pooled data ``sr.vstack(X1, X2)`` (independent
+    ``GaussianData`` blocks with their own ``Σ_k``, ``n_k``, ``K_k``), or
+    stacked labels/noise ``sr.vstack(X1*w1 + e1, X2*w2 + e2)``. Every block
+    must be a matrix expression with the same number of columns."""
+    if len(blocks) < 2:
+        raise ValueError(f"vstack: give at least two blocks, got {len(blocks)}")
+    for i, b in enumerate(blocks):
+        if not isinstance(b, MatrixExpr):
+            raise TypeError(f"vstack: block {i} must be a matrix expression, got {type(b).__name__}")
+    cols = blocks[0].shape[1]
+    for i, b in enumerate(blocks[1:], 1):
+        if sp.simplify(b.shape[1] - cols) != 0:
+            raise ValueError(f"vstack: block {i} ({b}) has {b.shape[1]} columns, block 0 ({blocks[0]}) has {cols}")
+    return Stacked(*blocks)

@@ -126,8 +126,13 @@ def matrix_function(f, M, contour=None):
     around the limiting spectrum, so ``f`` must be analytic on and inside
     that circle and real on the real axis; ``contour=(center, radius)`` (in
     the eigenvalue of ``M``, SymPy expressions allowed, e.g. with
-    ``sr.Norm(Sigma)``) replaces the default circle, e.g. to keep a branch
-    cut outside it. Monte Carlo evaluates ``f`` on the eigenvalues exactly.
+    ``sr.Norm(Sigma)``) replaces the default circle, e.g. to keep a pole
+    outside it. The engine proves this or refuses with ``NotImplementedError``
+    naming ``f`` (``Abs``, ``Piecewise``, poles or branch cuts not provably
+    outside the circle; ``equivalence.spectral_fn.check_analytic``); an ``f``
+    that is exactly a fractional power ``C·Π(p x + q)^s`` (``sp.sqrt``,
+    ``√((x+a)/(x+b))``) is derived as ``sr.power`` would be. Monte Carlo
+    evaluates ``f`` on the eigenvalues exactly.
     """
     if isinstance(f, sp.Lambda):
         if len(f.variables) != 1:
@@ -166,7 +171,7 @@ def removable_form(f):
 class Var(sp.Expr):
     """Variance of a scalar random expression across draws of all its
     random objects (second order for real Gaussian data: both Wick
-    pairings, MATH.md)."""
+    pairings, docs/math.md)."""
 
     is_commutative = True
 

@@ -26,7 +26,7 @@ def latex_name(name: str) -> str:
     ``sigmaT2``/``sigma_T2``→σ_T², ``kappa_1``→κ₁; anything else unchanged.
 
     A trailing ``2`` on a ``sigma`` stem means a variance (σ²), the
-    convention of MATH.md; on any other stem a trailing digit is an index.
+    convention of docs/math.md; on any other stem a trailing digit is an index.
     """
     m = re.fullmatch(r"([A-Za-z_]*[A-Za-z])_?(\d*)", name)
     if not m:

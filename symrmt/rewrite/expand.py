@@ -19,7 +19,7 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 from ..objects.matrices import (GaussianData, RandomFeatures, SampleCovariance,
                                 random_symbols)
 from ..objects.ops import MatrixFunction
-from .letters import An, Bare, Core, Det, Fn, Rand, Res, is_identity, transpose_word
+from .letters import An, Bare, Core, Det, Fn, GRes, Rand, Res, is_identity, transpose_word
 
 
 def is_random(M):
@@ -99,10 +99,14 @@ def _resolvent(M):
             z += c
         else:
             rest.append((c, w))
-    if len(rest) != 1:
-        raise NotImplementedError(
-            f"cannot derive the inverse {M}: the random part of {A} is not a single "
-            "sample covariance (sums of cores or deterministic non-scalar shifts are not supported)")
+    if z.free_symbols and any(getattr(s, "is_random", False) for s in z.free_symbols):
+        raise NotImplementedError(f"random shift in {M}")
+    det = [(c, w) for c, w in rest if not any(isinstance(l, (Rand, Bare, Res, Fn, An, GRes)) for l in w)]
+    rnd = [(c, w) for c, w in rest if (c, w) not in det]
+    if not rnd:
+        raise NotImplementedError(f"cannot derive the inverse {M}: no random part")
+    if len(rnd) > 1 or det:
+        return _general_resolvent(M, rnd, det, z)
     c, w = rest[0]
     core, scale = _match_core(w, A)
     if z == 0:
@@ -112,6 +116,44 @@ def _resolvent(M):
         raise NotImplementedError(f"random shift in {M}")
     scale = c * scale
     return [(1 / scale, (Res(core, sp.simplify(z / scale)),))]
+
+
+def _general_resolvent(M, rnd, det, z):
+    """``(Σ_k c_k Σ̂_k + B + z)⁻¹`` as one :class:`GRes` letter (docs/math.md, the
+    general one-point law): independent data-side cores with weights
+    ``c_k`` (a repeated core's weights add up), a deterministic shift ``B``
+    (the non-identity deterministic terms) and the scalar ``z``."""
+    weights = {}
+    for c, w in rnd:
+        core, scale = _match_core(w, M.arg)
+        if core.side != "data" or core.chain:
+            raise NotImplementedError(
+                f"cannot derive the inverse {M}: the general law covers sums of data-side sample "
+                f"covariances XᵀX/n and a deterministic shift; {core} is "
+                + ("a Gram-side core" if core.side != "data" else "a feature-space core"))
+        weights[core] = weights.get(core, sp.S.Zero) + c * scale
+    srcs = {}
+    for core in weights:
+        for u in core.sources:
+            if u in srcs:
+                raise NotImplementedError(
+                    f"cannot derive the inverse {M}: {core} and {srcs[u]} share the same data "
+                    "(the blocks of the general law must be independent)")
+            srcs[u] = core
+    for core, c in weights.items():
+        c = sp.simplify(c)
+        weights[core] = c
+        if c.is_zero or c.is_positive is False:
+            raise ValueError(f"the weight of the sample covariance {core} in {M} must be > 0, got {c}")
+    B = None
+    if det:
+        B = sp.MatAdd(*[c * (sp.MatMul(*[l.expr for l in w]) if len(w) > 1 else w[0].expr) for c, w in det])
+        if B.shape[0] != B.shape[1]:
+            raise ValueError(f"the deterministic shift {B} in {M} must be square")
+    if z == 0 and B is None:
+        raise NotImplementedError(f"ridgeless inverse {M}: use a positive ridge and take the limit")
+    blocks = tuple(sorted(weights.items(), key=lambda t: (t[0].data.name, t[0].data.uid, str(t[0].ddof))))
+    return [(sp.S.One, (GRes(blocks, B, sp.simplify(z)),))]
 
 
 def _power(M, base, s, tag):
@@ -193,7 +235,99 @@ def _match_core(w, A):
             return Core(X, "data", chain), X.n
         if not inner[0].t and inner[1].t and not chain:
             return Core(X, "gram", ()), X.n
-    # Gram side of a feature chain: X F₁⋯F_L F_Lᵀ⋯F₁ᵀ Xᵀ
+    # Gram side of a feature chain: X F₁⋯F_L F_Lᵀ⋯F₁ᵀ Xᵀ (averaged by nested conditioning,
+    # equivalence/features.py)
+    L = (len(w) - 2) // 2
+    if L >= 1 and len(w) == 2 * L + 2 and all(isinstance(l, Rand) for l in w) \
+            and isinstance(w[0].sym, GaussianData) and w[-1] == Rand(w[0].sym, True) and not w[0].t \
+            and all(isinstance(l.sym, RandomFeatures) and not l.t for l in w[1:L + 1]) \
+            and tuple(w[L + 1:-1]) == tuple(Rand(l.sym, True) for l in reversed(w[1:L + 1])) \
+            and not w[0].sym.has_mean:
+        return Core(w[0].sym, "gram", tuple(l.sym for l in w[1:L + 1])), w[0].sym.n
     raise NotImplementedError(
         f"cannot recognise a sample-covariance core in {A}; supported: XᵀX/n, XXᵀ/n, "
         "Fᵀ⋯XᵀX⋯F/n (feature chains) and sr.sample_covariance(X)")
+
+
+# ----------------------------------------------------------------- stacking
+def unstack(M):
+    """``M`` with every ``sr.vstack`` multiplied out exactly:
+    ``[A₁; A₂]ᵀ[B₁; B₂] = A₁ᵀB₁ + A₂ᵀB₂``, ``[A₁; A₂]P = [A₁P; A₂P]``,
+    sums block by block. The result must be free of stacks (a stacked
+    matrix left over, e.g. ``[X₁; X₂][X₁; X₂]ᵀ``, is refused)."""
+    from ..objects.matrices import Stacked
+    if not M.has(Stacked):
+        return M
+    kind, val = _unstack(M)
+    if kind != "plain":
+        raise NotImplementedError(f"cannot derive {M}: a stacked (vstack) matrix is left over after "
+                                  "multiplying out; only products [A₁;A₂]ᵀ[B₁;B₂] reduce to sums")
+    return val
+
+
+def _unstack(M):
+    from sympy import MatrixExpr
+    from ..objects.matrices import Stacked
+    if not isinstance(M, MatrixExpr) or not M.has(Stacked):
+        return "plain", M
+    if isinstance(M, Stacked):
+        out = []
+        for b in M.args:
+            k, v = _unstack(b)
+            if k != "plain":
+                raise NotImplementedError(f"nested vstack in {M}")
+            out.append(v)
+        return "col", out
+    if isinstance(M, Transpose):
+        k, v = _unstack(M.arg)
+        if k == "plain":
+            return "plain", v.T
+        return ("row" if k == "col" else "col"), [b.T for b in v]
+    if isinstance(M, MatMul):
+        coeff, mats = M.as_coeff_matrices()
+        acc = None
+        for f in mats:
+            r = _unstack(f)
+            acc = r if acc is None else _stack_mul(acc, r, M)
+        k, v = acc
+        if k == "plain":
+            return k, coeff * v
+        return k, [coeff * b for b in v]
+    if isinstance(M, MatAdd):
+        parts = [_unstack(a) for a in M.args]
+        kinds = {k for k, _ in parts}
+        if kinds == {"plain"}:
+            return "plain", MatAdd(*[v for _, v in parts]).doit()
+        if len(kinds) == 1 and len({len(v) for _, v in parts}) == 1:
+            k = kinds.pop()
+            n = len(parts[0][1])
+            return k, [MatAdd(*[v[i] for _, v in parts]) for i in range(n)]
+        raise NotImplementedError(f"cannot derive {M}: a sum of stacked and unstacked matrices")
+    args = []
+    for a in M.args:
+        k, v = _unstack(a) if isinstance(a, MatrixExpr) else ("plain", a)
+        if k != "plain":
+            raise NotImplementedError(f"cannot derive {M}: a stacked (vstack) matrix inside {type(M).__name__}")
+        args.append(v)
+    return "plain", M.func(*args)
+
+
+def _stack_mul(a, b, M):
+    (ka, va), (kb, vb) = a, b
+    if ka == "plain" and kb == "plain":
+        return "plain", MatMul(va, vb)
+    if ka == "row" and kb == "col":
+        if len(va) != len(vb):
+            raise ValueError(f"vstack blocks do not match in {M}: {len(va)} vs {len(vb)} blocks")
+        for x, y in zip(va, vb):
+            if sp.simplify(x.shape[1] - y.shape[0]) != 0:
+                raise ValueError(f"vstack blocks of incompatible sizes in {M}: {x} ({x.shape[1]} columns) "
+                                 f"times {y} ({y.shape[0]} rows)")
+        return "plain", MatAdd(*[MatMul(x, y) for x, y in zip(va, vb)])
+    if ka == "plain" and kb == "row":
+        return "row", [MatMul(va, y) for y in vb]
+    if ka == "col" and kb == "plain":
+        return "col", [MatMul(x, vb) for x in va]
+    raise NotImplementedError(
+        f"cannot derive {M}: the product of stacked matrices ({ka} × {kb}) does not reduce to a sum "
+        "(supported: [A₁;A₂]ᵀ[B₁;B₂], [A₁;A₂]P, P[A₁;A₂]ᵀ)")

@@ -56,6 +56,11 @@ class Core:
     def matrix(self):
         """The core as a SymPy matrix expression (for messages, Monte Carlo)."""
         X = self.data
+        if self.side == "gram" and self.chain:     # X 𝔉 𝔉ᵀ Xᵀ / n
+            A = X
+            for F in self.chain:
+                A = A * F
+            return A * A.T / X.n
         if self.ddof is not None:
             S = SampleCovariance(X, self.ddof)
         else:
@@ -118,6 +123,50 @@ class Res:
 
 
 @dataclass(frozen=True)
+class GRes:
+    """The general resolvent ``(Σ_k c_k Σ̂_k + B + z)⁻¹`` (docs/math.md, "The
+    general one-point law"): ``blocks`` a sorted tuple of ``(Core, c_k)``
+    with independent data-side cores ``Σ̂_k = X_kᵀX_k/n_k`` and weights
+    ``c_k``; ``B`` a deterministic ``d×d`` shift (``None`` for none); ``z``
+    a scalar. A single core with ``B = None`` is a :class:`Res` instead."""
+    blocks: tuple
+    B: object
+    z: sp.Expr
+
+    @property
+    def shape(self):
+        d = self.blocks[0][0].dim
+        return (d, d)
+
+    @property
+    def cores(self):
+        return tuple(c for c, _ in self.blocks)
+
+    @property
+    def sources(self):
+        out = frozenset()
+        for c, _ in self.blocks:
+            out |= c.sources
+        return out
+
+    def T(self):
+        return self if self.B is None else GRes(self.blocks, self.B.T, self.z)
+
+    def matrix(self):
+        d = self.shape[0]
+        M = sp.MatAdd(*[c * core.matrix() for core, c in self.blocks])
+        if self.B is not None:
+            M = M + self.B
+        return (M + self.z * Identity(d)).inverse()
+
+    def __str__(self):
+        parts = " + ".join(f"{sp.sstr(c)}·{core}" for core, c in self.blocks)
+        if self.B is not None:
+            parts += f" + {sp.sstr(self.B)}"
+        return f"G[{parts}]({sp.sstr(self.z)})"
+
+
+@dataclass(frozen=True)
 class Bare:
     """The core matrix itself, outside any resolvent (symmetric)."""
     core: Core
@@ -176,16 +225,30 @@ class An:
 
     def circle(self):
         """``(center, radius)`` of the contour in the core's eigenvalue: the
-        given one, or by default ``(x₊/2, 0.6x₊)`` around ``[0, x₊]``, with
-        ``x₊ = ‖Σ‖‖K‖(1 + √(d/m))²`` ≥ the edge of the limiting spectrum
-        (data or Gram side: the same non-zero eigenvalues)."""
+        given one, or by default ``(x₊/2, 0.6x₊)`` around ``[0, x₊]`` (it
+        crosses the real axis at ``−0.1x₊`` and ``1.1x₊``), ``x₊`` an upper
+        bound on the edge of the limiting spectrum (data or Gram side: the
+        same non-zero eigenvalues). iid rows: the edge is
+        ``min_{u>‖Σ‖} u(1 + Tr[Σ(u−Σ)⁻¹]/m)`` (``κ = −u`` on the real branch
+        beyond the spectrum, where ``λ(κ) = κ(1 − df₁(κ)/m)`` peaks at
+        ``−x₊``), so any ``u > ‖Σ‖`` bounds it; ``u = ‖Σ‖ + √(Tr Σ²/m)`` gives
+        the exact edge ``(1+√(d/m))²s`` for ``Σ = sI`` and stays close to it
+        for decaying spectra, where ``‖Σ‖(1+√(d/m))²`` is several times too
+        large (and ``(1 − ηz)^t`` on the circle grows like its ratio to the
+        edge, to the power ``t``). With ``K``: ``‖Σ‖‖K‖(1+√(d/m))²``."""
         if self.contour is not None:
             return self.contour
         if self.core.chain:
             raise NotImplementedError(f"matrix functions of feature-space cores ({self.core}) are not implemented")
-        from ..objects.functionals import Norm
+        from ..objects.functionals import Norm, Tr
         X = self.core.data
-        edge = Norm(X.Sigma) * Norm(X.K) * (1 + sp.sqrt(X.d / self.core.m)) ** 2
+        m = self.core.m
+        if isinstance(X.K, Identity):
+            S = X.Sigma
+            u = Norm(S) + sp.sqrt(Tr(S * S) / m)
+            edge = u * (1 + Tr(S * (u * Identity(S.shape[0]) - S).inverse()) / m)
+        else:
+            edge = Norm(X.Sigma) * Norm(X.K) * (1 + sp.sqrt(X.d / m)) ** 2
         return edge / 2, sp.Rational(3, 5) * edge
 
     def __str__(self):
@@ -215,6 +278,8 @@ def word_sources(word):
     for l in word:
         if isinstance(l, (Res, Bare, Fn, An)):
             out |= l.core.sources
+        elif isinstance(l, GRes):
+            out |= l.sources
         elif isinstance(l, Rand):
             out.add(l.sym.uid)
     return out
@@ -238,6 +303,8 @@ def word_matrix(word):
             from sympy import MatMul as MM, MatPow
             C = l.core.matrix()
             mats.append(MM(*[MatPow(C + a * Identity(l.core.dim), s_) for a, s_ in l.factors]))
+        elif isinstance(l, GRes):
+            mats.append(l.matrix())
         else:
             mats.append((l.core.matrix() + l.z * Identity(l.core.dim)).inverse())
     return MatMul(*mats) if len(mats) != 1 else mats[0]

@@ -1,4 +1,4 @@
-"""Spectral functionals of deterministic matrices (MATH.md notation).
+"""Spectral functionals of deterministic matrices (docs/math.md notation).
 
 ``df1(κ) = Tr[Σ(Σ+κ)⁻¹]``, ``df2(κ) = Tr[Σ²(Σ+κ)⁻²]`` (unnormalised) and the
 Stieltjes transform ``m(z) = tr[(A − z)⁻¹]``.

@@ -1,4 +1,4 @@
-"""S-transform catalogue and algebra (conventions fixed in MATH.md).
+"""S-transform catalogue and algebra (conventions fixed in docs/math.md).
 
 ``ψ_A(z) = tr[zA(1−zA)⁻¹]``, ``χ_A`` its functional inverse and
 ``S_A(w) = (1+w)/w · χ_A(w)``. For free ``A, B``: ``S_{AB} = S_A S_B``.

@@ -16,8 +16,15 @@ PARTS = ("matrices", "bindings", "solvers")
 MARKER = "# ---- RUNTIME BEGINS ----\n"
 
 
+END = "# ---- RUNTIME ENDS ----"
+
+
 def source() -> str:
-    """The runtime's text, as copied into generated modules."""
+    """The runtime's text, as copied into generated modules: first the NumPy
+    half of the one binding layer (:mod:`symrmt._bindings`, between its
+    markers), then the parts."""
     here = pathlib.Path(__file__).parent
-    texts = [(here / f"{part}.py").read_text().split(MARKER, 1)[1].strip("\n") for part in PARTS]
+    shared = (here.parent.parent / "_bindings.py").read_text().split(MARKER, 1)[1].split(END, 1)[0]
+    texts = [shared.strip("\n")]
+    texts += [(here / f"{part}.py").read_text().split(MARKER, 1)[1].strip("\n") for part in PARTS]
     return "\n\n\n".join(texts) + "\n"

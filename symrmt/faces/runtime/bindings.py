@@ -1,67 +1,27 @@
 """Validation of the bindings and the common eigenbasis (part of the
-generated runtime; conventions of API.md §Evaluating)."""
+generated runtime; conventions of docs/api.md §Evaluating)."""
 import numpy as np
 
+from ..._bindings import BindingError, _fail, check_grid, check_invertible, validate_matrix, validate_scalar
 from .matrices import _M, _dense
 from .spec import SPEC
+
+__all__ = ["BindingError", "_prepare"]
 # ---- RUNTIME BEGINS ----
-class BindingError(ValueError):
-    """A binding is missing, unknown or malformed."""
-
-
-def _fail(name, what):
-    raise BindingError(f"binding {name!r}: {what}")
-
-
-def _numbers(name, value, what="values"):
-    try:
-        a = np.asarray(value)
-    except Exception as exc:
-        _fail(name, f"cannot be read as an array ({exc})")
-    if a.dtype == object:
-        try:
-            a = a.astype(complex if any(isinstance(v, complex) for v in a.ravel()) else float)
-        except (TypeError, ValueError):
-            _fail(name, f"{what} must be numbers")
-    if a.dtype.kind not in "iufc":
-        _fail(name, f"{what} must be numbers, got dtype {a.dtype}")
-    if not np.all(np.isfinite(a)):
-        _fail(name, f"{what} must be finite")
-    return a.astype(complex) if a.dtype.kind == "c" else a.astype(float)
+#: kinds of scalars in SPEC -> validate_scalar's (older modules wrote "scalar")
+_KINDS = {"scalar": "real"}
 
 
 def _matrix(name, role, shape, value):
-    a = _numbers(name, value, "entries")
-    if np.iscomplexobj(a):
-        _fail(name, "complex matrices are not supported")
+    """A validated matrix binding (shared rules) as an :class:`_M` over a batch of 1."""
+    if role == "deterministic":
+        role = dict(SPEC.get("symmetric", {})).get(name, role)
+    kind, a, got = validate_matrix(name, role, shape, value)
+    if name in SPEC.get("inverted", ()):
+        check_invertible(name, kind, a)
     if role == "vector":
-        if a.ndim == 2 and a.shape[1] == 1:
-            a = a[:, 0]
-        if a.ndim != 1:
-            _fail(name, f"a vector is bound to 1-D coordinates, got shape {a.shape}")
-        return _M("full", a.reshape(1, -1, 1)), (a.shape[0], 1)
-    square = shape[0] == shape[1]
-    if a.ndim == 1:
-        if not square:
-            _fail(name, f"a 1-D array means a diagonal matrix but {name} is {shape[0]}×{shape[1]}; "
-                        "bind the full 2-D matrix")
-        if role == "covariance" and np.any(a < 0):
-            _fail(name, f"covariance eigenvalues must be ≥ 0, got {a.min():.3g}")
-        return _M("diag", a[None, :]), (a.shape[0], a.shape[0])
-    if a.ndim != 2:
-        _fail(name, f"expected a 1-D (diagonal) or 2-D array, got shape {a.shape}")
-    if square and a.shape[0] != a.shape[1]:
-        _fail(name, f"{name} is square but the array has shape {a.shape}")
-    if role == "covariance":
-        scale = max(float(np.abs(a).max()), np.finfo(float).tiny)
-        if float(np.abs(a - a.T).max()) > 1e-10 * scale:
-            _fail(name, "a covariance must be symmetric")
-        a = (a + a.T) / 2
-        if np.linalg.eigvalsh(a)[0] < -1e-10 * scale:
-            _fail(name, "a covariance must be positive semi-definite")
-    if square and not np.count_nonzero(a - np.diag(np.diag(a))):
-        return _M("diag", np.diag(a)[None, :].copy()), a.shape
-    return _M("full", a[None]), a.shape
+        return _M("full", a.reshape(1, -1, 1)), got
+    return _M(kind, a[None]), got
 
 
 class _State:
@@ -75,6 +35,9 @@ class _State:
 def _prepare(bindings):
     spec = SPEC
     valid = sorted(set(spec["scalars"]) | set(spec["matrices"]))
+    both = sorted(set(spec["scalars"]) & set(spec["matrices"]))
+    if both:
+        _fail(both[0], f"the name {both[0]!r} is used for both a scalar and a matrix in the expression")
     for k in bindings:
         if k in spec["randoms"]:
             _fail(k, f"{k} is a random {spec['randoms'][k]}: it is sampled by Monte Carlo, not bound")
@@ -96,11 +59,7 @@ def _prepare(bindings):
     for name, kind in spec["scalars"].items():
         if name not in bindings:
             continue
-        a = _numbers(name, bindings[name])
-        if kind != "complex" and np.iscomplexobj(a):
-            _fail(name, "must be real")
-        if kind == "dim" and (np.any(a <= 0) or np.any(a != np.round(a))):
-            _fail(name, "a dimension must be a positive integer")
+        a = validate_scalar(name, bindings[name], _KINDS.get(kind, kind))
         if name in inferred and np.any(a != inferred[name][0]):
             _fail(name, f"the bound matrix {inferred[name][1]!r} has {name} = {inferred[name][0]}")
         values[name] = a
@@ -109,11 +68,7 @@ def _prepare(bindings):
     missing = [n for n in spec["required"] if n not in values and n not in mats]
     if missing:
         raise BindingError(f"missing binding(s): {', '.join(missing)}")
-    try:
-        shape = np.broadcast_shapes(*[a.shape for a in values.values()])
-    except ValueError:
-        raise BindingError("array-valued bindings do not broadcast together: "
-                           + ", ".join(f"{k} {a.shape}" for k, a in values.items() if a.ndim)) from None
+    shape = check_grid(values)
     flat = {k: np.broadcast_to(a, shape).reshape(-1) for k, a in values.items()}
     mats = _common_basis(spec, mats)
     dim = max([s for s, _ in inferred.values()] or [1])

@@ -3,7 +3,8 @@ bindings ``SPEC`` and the functions translated from the SymPy value), so that
 the runtime parts can be imported and linted as ordinary modules. Nothing
 here is copied into generated code."""
 
-SPEC = {"scalars": {}, "matrices": {}, "randoms": {}, "required": [], "unknowns": [], "bases": {}}
+SPEC = {"scalars": {}, "matrices": {}, "randoms": {}, "required": [], "unknowns": [], "bases": {},
+        "symmetric": {}, "inverted": []}
 
 
 def _solve_groups(s, M):

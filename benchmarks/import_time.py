@@ -1,0 +1,48 @@
+"""Import time of ``symrmt`` (issue 14 aim: under 0.5 s), as a ratio to the
+baseline ``import sympy`` (which symrmt cannot avoid: expressions are SymPy
+objects).
+
+Run: ``python benchmarks/import_time.py [repeats]``. Each import is timed in a
+fresh interpreter (``subprocess``, ``-c "import time; t=…; import X; …"``, so
+interpreter start-up is excluded); the median of the repeats is printed, the
+two kinds of run interleaved so that machine load affects both alike. Also
+shows which heavy modules a bare ``import symrmt`` loads (numerics, SciPy,
+Monte Carlo and matplotlib should be absent: they load on first use)."""
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+
+SNIPPET = ("import time, sys; t = time.perf_counter(); import {mod}; "
+           "print(time.perf_counter() - t); "
+           "print(' '.join(m for m in ('numpy', 'scipy', 'matplotlib', 'symrmt.numerics', "
+           "'symrmt.montecarlo') if m in sys.modules))")
+
+
+def timed(mod):
+    out = subprocess.run([sys.executable, "-c", SNIPPET.format(mod=mod)], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    return float(out[0]), (out[1] if len(out) > 1 else "")
+
+
+def main(repeats=7):
+    times = {"sympy": [], "symrmt": []}
+    loaded = ""
+    for _ in range(repeats):
+        for mod in times:
+            t, mods = timed(mod)
+            times[mod].append(t)
+            if mod == "symrmt":
+                loaded = mods
+    base = statistics.median(times["sympy"])
+    for mod, ts in times.items():
+        med = statistics.median(ts)
+        print(f"import {mod:<7} median {med * 1e3:7.1f} ms  (min {min(ts) * 1e3:6.1f}, max {max(ts) * 1e3:6.1f}, "
+              f"{repeats} fresh interpreters)  ratio to import sympy {med / base:5.2f}")
+    print(f"heavy modules loaded by `import symrmt`: {loaded or 'none'}")
+    print("aim: import symrmt < 500 ms:", "met" if statistics.median(times["symrmt"]) < 0.5 else "NOT met")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 7)

@@ -1,0 +1,647 @@
+"""Random features by nested conditioning (docs/math.md §Random features).
+
+Words that contain a feature-space core ``FᵀΣ̂F`` (``F`` a ``d×p``
+``sr.RandomFeatures``, iid ``N(0, 1/p)``; or a chain ``𝔉 = F₁⋯F_L``, or the
+Gram form ``X𝔉𝔉ᵀXᵀ/n``) and that the single-core rules of ``rules`` do not
+take (two or more resolvents, data ``X`` outside the core, …) are averaged
+in two stages. Below, ``F`` stands for the whole chain ``𝔉``; stage F is
+applied layer by layer from the top (``Σ_ℓ = F_ℓᵀΣ_{ℓ−1}F_ℓ`` given the
+layers below, ``Σ₀ = Σ``; each layer's ridge is the chain law's
+``κ Π_{j≤ℓ}(1 − df₁/p_j)``).
+
+**Stage X — given F.** The features ``Y = XF`` have rows ``N(0, Σ_F)``,
+``Σ_F = FᵀΣF``, so ``FᵀΣ̂F = YᵀY/n`` is an ordinary sample covariance with
+the (deterministic given F) population ``Σ_F``. The data enter a word
+otherwise only through ``X u`` for deterministic vectors ``u`` (a target
+``y = Xw + ε``). Gaussian conditioning splits them exactly:
+
+    X u = Y β_u + e_u,   β_u = Σ_F⁺ FᵀΣ u,   e_u = X_⊥ u ~ N(0, uᵀΣ_⊥u · I_n),
+
+with ``X_⊥ = X − YΣ_F⁺FᵀΣ`` independent of ``Y`` and
+``Σ_⊥ = Σ − ΣFΣ_F⁺FᵀΣ`` (``X_⊥F = 0``). Deterministic ``F`` next to ``Σ``
+becomes ``FᵀΣF = Σ_F`` and ``FᵀΣu = Σ_F β_u``. The word is rebuilt with a
+stand-in Gaussian data matrix ``Y`` (population a stand-in ``Σ_F``),
+stand-in vectors ``β_u`` and stand-in noise ``e_u``, and derived by the
+ordinary engine (one- and two-point equivalents, Wick). Its value is a
+function of traces ``Tr φ(Σ_F)`` and forms ``β_uᵀ φ(Σ_F) β_v`` only (every
+``p``-space matrix is a rational function of ``Σ_F``), and of the
+renormalised ridge ``κ_F`` of the feature-space law.
+
+**Stage F — average over F.** With ``B = Σ^{1/2}F`` and
+``Ŝ = BBᵀ = Σ^{1/2}FFᵀΣ^{1/2}`` (a sample covariance of ``p`` samples with
+population ``Σ``):
+
+    uᵀΣ F ψ(Σ_F) FᵀΣ v = u'ᵀ χ(Ŝ) v',   χ(s) = s ψ(s),  u' = Σ^{1/2}u,
+    Tr_p φ(Σ_F) = Tr_d φ(Ŝ) + (p − d) φ(0)
+
+(the non-zero spectra of ``BᵀB`` and ``BBᵀ`` coincide; pseudo-inverses
+``Σ_F⁺`` are ``0`` on the null space). ``χ`` is split into partial
+fractions in ``s`` and each piece replaced by its one-point equivalent:
+``(Ŝ+a)⁻¹ ≃ (κ/a)(Σ+κ)⁻¹`` with ``κ(1 − df₁(κ)/p) = a``; ``(Ŝ+a)⁻²`` by
+``−∂_a`` of it (``dκ/da = 1/(1 − Tr[Σ²(Σ+κ)⁻²]/p)``); the pseudo-inverse
+``Ŝ⁺ ≃ κ₀' Σ(Σ+κ₀)⁻²`` and the null-space projector
+``I − ŜŜ⁺ ≃ κ₀(Σ+κ₀)⁻¹`` from the ridgeless law ``κ₀ = κ(0⁺)`` (``0`` when
+``p ≥ rank Σ``), ``κ₀' = 1/(1 − Tr[Σ²(Σ+κ₀)⁻²]/p)``; polynomials by the exact
+Wishart moments. The feature ridge is ``a = κ_F``, so ``κ`` is the unknown of
+the product law ``κ(1 − df₁/n)(1 − df₁/p) = λ`` (docs/math.md) — the same block
+the one-point rules use. In particular ``uᵀΣ_⊥u ≃ κ₀ uᵀΣ(Σ+κ₀)⁻¹u``.
+
+First order only: products and ratios of ``F``-random traces are evaluated
+at their equivalents (they concentrate); variances over ``F`` are refused.
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy import Identity, Inverse, MatAdd, MatMul, MatPow, MatrixSymbol, Transpose, ZeroMatrix
+
+from ..objects import Form, Tr
+from ..objects.matrices import GaussianData, RandomFeatures
+from ..rewrite.letters import An, Bare, Core, Det, Fn, Rand, Res
+
+_COUNT = [0]
+#: ``κ₀ = κ(0⁺)`` of the ``p``-sample law is solved at this ridge: the solver
+#: refuses ``z = 0`` where ``κ(0⁺) = 0`` (``p ≥ rank Σ``), and
+#: ``|κ(ζ) − κ₀| ≤ ζ κ₀'`` is 180 orders below double (and 50-digit) precision.
+RIDGELESS = sp.Float("1e-230", 15)
+
+
+def involves_features(word):
+    """Whether the word has a feature-space core or a random-feature letter."""
+    for l in word:
+        if isinstance(l, (Res, Bare, Fn, An)) and l.core.chain:
+            return True
+        if isinstance(l, Rand) and isinstance(l.sym, RandomFeatures):
+            return True
+    return False
+
+
+def refuse_random_features(*exprs):
+    """Variances/covariances across draws of random features are second
+    order in ``F``: nested conditioning is first order (products of
+    ``F``-random traces concentrate, their fluctuations are not derived)."""
+    from ..objects.matrices import random_symbols
+    for e in exprs:
+        feats = sorted(s.name for s in random_symbols(e) if isinstance(s, RandomFeatures))
+        if feats:
+            raise NotImplementedError(
+                f"variance/covariance of {sp.sstr(e)[:120]} over the random features {', '.join(feats)}: "
+                "not derived (random features are averaged at first order only)")
+
+
+def average_one(eng, word):
+    """Average a word containing random features. The engine's single-core
+    rules go first (one resolvent sandwiched ``𝔉G𝔉ᵀ``/``Tr G``, bare
+    chains, ``E[FBFᵀ]``: outputs unchanged); words they refuse go through
+    nested conditioning."""
+    plan = _plan(word)
+    if not _legacy_shape(word):
+        if plan is not None:
+            return _nested(eng, word, plan, None)
+        deep = next((l.core for l in word if isinstance(l, (Res, Bare)) and len(l.core.chain) > 1), None)
+        if deep is not None and any(isinstance(l, Res) for l in word):
+            raise NotImplementedError(
+                f"deep feature chain {deep} in {_word_str(word)}: nested conditioning (features given, then "
+                "averaged) is implemented for one feature layer; beyond one resolvent sandwiched by the "
+                "chain, deeper chains are not derived")
+    eng._features_legacy = True
+    try:
+        return eng.average_one(word)
+    except NotImplementedError as first:
+        if plan is None:
+            raise first
+        return _nested(eng, word, plan, first)
+    finally:
+        eng._features_legacy = False
+
+
+def _legacy_shape(word):
+    """One feature-space resolvent and nothing else random but its features:
+    the single-core rules take it (their outputs are kept unchanged)."""
+    res = [l for l in word if isinstance(l, Res)]
+    return len(res) == 1 and all(isinstance(l, (Det, Res)) or (isinstance(l, Rand) and l.sym in res[0].core.chain)
+                                 for l in word)
+
+
+def _nested(eng, word, plan, first):
+    try:
+        if eng.variance_mode:
+            raise NotImplementedError(
+                f"second-order (variance/copy-comparison) quantities with random features "
+                f"({_word_str(word)}) are not derived: only first-order nested conditioning is")
+        return [(nested_value(eng, word, plan), ((Det(Identity(1)),),))]
+    except NotImplementedError as e:
+        if first is not None:
+            raise e from first
+        raise
+
+
+# ---------------------------------------------------------------- stage X
+def _plan(word):
+    """``(X, chain)`` when the word is in the class nested conditioning
+    covers: one data matrix (iid rows, raw ``XᵀX/n``) and one feature chain
+    ``𝔉 = F₁⋯F_L``; else ``None``."""
+    X, chain, loose = None, None, set()
+    for l in word:
+        if isinstance(l, (Fn, An)):
+            return None
+        if isinstance(l, (Res, Bare)):
+            c = l.core
+            if (c.side != "data" and not c.chain) or c.ddof is not None or c.data.correlated or c.data.has_mean:
+                return None
+            if X is not None and c.data != X:
+                return None
+            X = c.data
+            if c.chain:
+                if chain is not None and c.chain != chain:
+                    return None
+                chain = c.chain
+            elif isinstance(l, Res):
+                return None          # a data-space resolvent next to features
+        elif isinstance(l, Rand):
+            if isinstance(l.sym, RandomFeatures):
+                loose.add(l.sym)
+            elif isinstance(l.sym, GaussianData):
+                if X is not None and l.sym != X:
+                    return None
+                X = l.sym
+            else:
+                return None
+    if X is None or chain is None or not any(isinstance(l, Res) and l.core.chain for l in word):
+        return None
+    if not loose <= set(chain) or chain[0].shape[0] != X.shape[1]:
+        return None
+    return X, chain
+
+
+class _Stage:
+    """Stand-ins of one nested derivation: ``S_ℓ`` for ``Σ_ℓ = F_ℓᵀΣ_{ℓ−1}F_ℓ``
+    (``Σ₀ = Σ``), ``β^{(ℓ)}_u = Σ_ℓ⁺(F₁⋯F_ℓ)ᵀΣu`` (``β^{(0)}_u = u``), the
+    features' data ``Y`` and the residual noises ``e_u``."""
+
+    def __init__(self, X, chain):
+        from ..objects.matrices import Covariance, GaussianNoise, Vector
+        from ..objects.symbols import Scalar
+        _COUNT[0] += 1
+        k = _COUNT[0]
+        self.X, self.chain, self.L = X, chain, len(chain)
+        self.n, self.d = X.n, X.d
+        self.dims = [X.d] + [F.shape[1] for F in chain]
+        self.p = self.dims[-1]
+        self.Ss = [X.Sigma] + [Covariance(f"_SigmaF{k}_{l}", self.dims[l]) for l in range(1, self.L + 1)]
+        self.S = self.Ss[-1]
+        self.Y = GaussianData(f"_Y{k}", self.n, self.S)
+        self._Vector, self._Noise, self._Scalar = Vector, GaussianNoise, Scalar
+        self.k = k
+        self.betas = {}     # key → [u, β⁽¹⁾, …, β⁽ᴸ⁾]
+        self.noises = {}    # key → (u, e, v)
+        self.places = {}    # (κ, m) → placeholder of κ Π_{j≤m}(1 − df₁(κ)/p_j)
+
+    def beta(self, u):
+        key = sp.srepr(u)
+        if key not in self.betas:
+            i = len(self.betas)
+            self.betas[key] = [u] + [self._Vector(f"_beta{self.k}_{i}_{l}", self.dims[l])
+                                     for l in range(1, self.L + 1)]
+        return self.betas[key][-1]
+
+    def noise(self, u):
+        key = sp.srepr(u)
+        if key not in self.noises:
+            if self.noises:
+                raise NotImplementedError(
+                    f"random features: the data enter through two different directions "
+                    f"({sp.sstr(next(iter(self.noises.values()))[0].T)} and {sp.sstr(u.T)}); "
+                    "their correlated residuals are not implemented")
+            v = self._Scalar(f"_v{self.k}", positive=True)
+            e = self._Noise(f"_e{self.k}", self.n, v)
+            self.noises[key] = (u, e, v)
+        return self.noises[key][1]
+
+    def Xu(self, u):
+        """``X u = Y β_u + e_u``."""
+        return self.Y * self.beta(u) + self.noise(u)
+
+    def place(self, kappa, m):
+        """The ridge ``κ Π_{j≤m}(1 − df₁(κ)/p_j)`` seen by ``Σ_m`` in the chain
+        law of ``κ`` (a placeholder for ``m ≥ 1``, ``κ`` itself at ``m = 0``)."""
+        if m == 0:
+            return kappa
+        ph = _PLACES.setdefault((kappa, m), sp.Dummy(f"k{m}", positive=True))
+        self.places[(kappa, m)] = ph
+        return ph
+
+    def place_values(self):
+        Sigma, d = self.X.Sigma, self.d
+        out = {}
+        for (kappa, m), ph in self.places.items():
+            df = Tr(Sigma * (Sigma + kappa * Identity(d)).inverse())
+            out[ph] = kappa * sp.Mul(*[(1 - df / self.dims[j]) for j in range(1, m + 1)])
+        return out
+
+    def lower(self, a):
+        """The placeholder one level down from ``a``."""
+        for (kappa, m), ph in self.places.items():
+            if ph == a:
+                return self.place(kappa, m - 1)
+        raise NotImplementedError(f"random features: internal — unknown feature ridge {a}")
+
+
+def _tokens(word, st):
+    """Letters → tokens ``(kind, payload)``; returns ``(coeff, tokens)``. The
+    chain ``F₁⋯F_L`` (and its transpose) is one token."""
+    X, chain, n, L = st.X, st.chain, st.n, st.L
+
+    def cont(l):   # a letter continuing a chain begun before it
+        return isinstance(l, Rand) and l.sym in chain and (
+            (not l.t and chain.index(l.sym) > 0) or (l.t and chain.index(l.sym) < L - 1))
+    r = next((i for i, l in enumerate(word) if not cont(l)), None)
+    if r is None:
+        raise NotImplementedError("random features: a word made of feature letters only")
+    word = word[r:] + word[:r]
+    coeff = sp.S.One
+    out = []
+    Ginv = lambda z: (st.Y.T * st.Y / n + z * Identity(st.p)).inverse()
+    i = 0
+    while i < len(word):
+        l = word[i]
+        if isinstance(l, Res) and l.core.side == "gram":      # (X𝔉𝔉ᵀXᵀ/n + z)⁻¹ = (YYᵀ/n + z)⁻¹
+            out.append(("p", (st.Y * st.Y.T / n + l.z * Identity(n)).inverse()))
+        elif isinstance(l, Bare) and l.core.side == "gram":
+            out.append(("p", st.Y * st.Y.T / n))
+        elif isinstance(l, Res):
+            out.append(("p", Ginv(l.z)))
+        elif isinstance(l, Bare) and l.core.chain:
+            out.append(("p", st.Y.T * st.Y / n))
+        elif isinstance(l, Bare):
+            coeff /= n
+            out += [("close", "X"), ("open", "X")]
+        elif isinstance(l, Rand) and l.sym in chain:
+            want = tuple(Rand(F, True) for F in reversed(chain)) if l.t else tuple(Rand(F) for F in chain)
+            if tuple(word[i:i + L]) != want:
+                raise NotImplementedError(
+                    f"random features: {l} outside the full chain {'·'.join(F.name for F in chain)}")
+            out.append(("open", "F") if l.t else ("close", "F"))
+            i += L
+            continue
+        elif isinstance(l, Rand) and l.sym == X:
+            out.append(("close", "X") if l.t else ("open", "X"))
+        elif isinstance(l, Det):
+            out.append(("det", l.expr))
+        else:
+            raise NotImplementedError(f"random features: cannot condition on {l}")
+        i += 1
+    return coeff, out
+
+
+def _prod(mats, size):
+    if not mats:
+        return Identity(size)
+    return MatMul(*mats).doit() if len(mats) > 1 else mats[0]
+
+
+def _translate(word, st):
+    """The word as a matrix expression in the stand-ins (stage X)."""
+    coeff, toks = _tokens(word, st)
+    opens = [i for i, t in enumerate(toks) if t[0] == "open"]
+    if opens:
+        toks = toks[opens[0]:] + toks[:opens[0]]
+    mats, i = [], 0
+    Sigma = st.X.Sigma
+    while i < len(toks):
+        kind, val = toks[i]
+        if kind == "p":
+            mats.append(val)
+            i += 1
+            continue
+        if kind == "det":
+            if val.shape[0] == st.d or val.shape[1] == st.d:
+                raise NotImplementedError(f"random features: deterministic {sp.sstr(val)} outside a data block")
+            mats.append(val)
+            i += 1
+            continue
+        if kind == "close":
+            raise NotImplementedError("random features: unbalanced data/feature letters")
+        j = i + 1
+        run = []
+        while j < len(toks) and toks[j][0] == "det":
+            run.append(toks[j][1])
+            j += 1
+        if j >= len(toks) or toks[j][0] != "close":
+            raise NotImplementedError(f"random features: cannot condition the block after {val}")
+        block, c = _block(val, run, toks[j][1], st, Sigma)
+        coeff *= c
+        mats.append(block)
+        i = j + 1
+    return coeff, mats
+
+
+def _block(left, run, right, st, Sigma):
+    """``L · run · R`` for ``L ∈ {X, Fᵀ}``, ``R ∈ {Xᵀ, F}``, ``run`` a
+    product of deterministic ``d``-space letters."""
+    run = [m for m in run if not isinstance(m, Identity)]
+    cols = [k for k, m in enumerate(run) if m.shape[1] == 1]
+    if not cols:
+        if left == "X" and right == "F" and not run:
+            return st.Y, sp.S.One
+        if left == "F" and right == "X" and not run:
+            return st.Y.T, sp.S.One
+        if left == "F" and right == "F" and len(run) == 1 and run[0] == Sigma:
+            return st.S, sp.S.One
+        what = {("X", "X"): "X M Xᵀ", ("F", "F"): "Fᵀ M F with M ≠ Σ"}.get((left, right), "X M F")
+        raise NotImplementedError(
+            f"random features: {what} (M = {sp.sstr(_prod(run, st.d))}) is outside nested conditioning")
+    first = cols[0]
+    last = max(k for k, m in enumerate(run) if m.shape[0] == 1)
+    A, mid, B = run[:first + 1], run[first + 1:last], run[last:]
+    c = Form(_prod(mid, 1)) if mid else sp.S.One
+    if left == "X":
+        L = st.Xu(_prod(A, st.d))
+    else:
+        if A[0] != Sigma or len(A) < 2:
+            raise NotImplementedError(
+                f"random features: Fᵀ next to {sp.sstr(A[0])} (only FᵀΣ… is conditioned)")
+        L = st.S * st.beta(_prod(A[1:], st.d))
+    if right == "X":
+        R = st.Xu(_prod(B, 1).T).T
+    else:
+        if B[-1] != Sigma or len(B) < 2:
+            raise NotImplementedError(
+                f"random features: F next to {sp.sstr(B[-1])} (only …ΣF is conditioned)")
+        R = st.beta(_prod(B[:-1], 1).T).T * st.S
+    return L * R, c
+
+
+# ---------------------------------------------------------------- the two stages
+def nested_value(eng, word, plan):
+    from .engine import Engine
+    X, chain = plan
+    st = _Stage(X, chain)
+    coeff, mats = _translate(word, st)
+    M = _prod(mats, st.p)
+    sub = Engine()
+    inner = sp.S.Zero
+    try:
+        for c, w in sub.atom_words(Tr(M)):
+            inner += sub.term_value(c, [w])
+    except NotImplementedError as e:
+        raise NotImplementedError(
+            f"random features: after conditioning on the features, {_word_str(word)} becomes a feature-space "
+            f"term the engine does not derive ({e})") from e
+    inner *= coeff
+    # the feature-space law's unknown κ_F(z) → the chain law's ridge at level L
+    a_of = {}
+    for g in sub.reg.groups():
+        if g.kind != "wishart" or len(g.unknowns) != 1:
+            raise NotImplementedError("random features: internal feature-space law not recognised")
+        side = eng.reg.side(Core(X, "data", chain), g.z)
+        a_of[g.unknowns[0]] = st.place(side.kA, st.L)
+    inner = inner.xreplace(a_of)
+    return _stage_f(eng, st, inner)
+
+
+def _stage_f(eng, st, value):
+    """Average over ``F_L``, then ``F_{L−1}`` … ``F₁`` (each layer given the
+    ones below it), then replace the ridge placeholders by their values."""
+    for u, e, v in st.noises.values():
+        # uᵀΣ_⊥u = uᵀΣu − β_uᵀ Σ_L β_u (Σ_⊥ = Σ − Σ𝔉Σ_L⁺𝔉ᵀΣ)
+        bL = st.betas[sp.srepr(u)][-1]
+        value = value.xreplace({v: Form(u.T * st.X.Sigma * u) - Form(bL.T * st.S * bL)})
+    for layer in range(st.L, 0, -1):
+        calc = _Calculus(eng, st, layer)
+        mine = [calc.S] + list(calc.beta_of)
+        for _ in range(8):      # innermost functionals first (a Gram-side trace can nest them)
+            funcs = {f for f in value.atoms(Tr, Form) if any(f.has(x) for x in mine)
+                     and not any(isinstance(g, (Tr, Form)) and g != f for g in sp.preorder_traversal(f.arg))}
+            if not funcs:
+                break
+            value = value.xreplace({f: calc.functional(f) for f in funcs})
+        if any(value.has(x) for x in mine):
+            raise NotImplementedError("random features: internal — stand-ins left after averaging over F")
+    return value.xreplace(st.place_values())
+
+
+_S = sp.Dummy("s")       # an eigenvalue of Σ_F
+_PLACES = {}             # (κ, level) → placeholder of the ridge seen at that level
+_PIECES = {}             # χ → its partial fractions
+
+
+class _Calculus:
+    """Stage F at one layer ``ℓ``: functional calculus in ``s`` (an eigenvalue
+    of ``Σ_ℓ``), with ``Σ_{ℓ−1}`` playing ``Σ`` and ``β^{(ℓ−1)}`` playing ``u``."""
+
+    def __init__(self, eng, st, layer):
+        self.eng, self.st, self.layer = eng, st, layer
+        self.s = _S
+        self.S, self.Sigma = st.Ss[layer], st.Ss[layer - 1]
+        self.d, self.p = st.dims[layer - 1], st.dims[layer]
+        self.beta_of = {b[layer]: b[layer - 1] for b in st.betas.values()}
+        self._k0 = None
+
+    # -------- parsing
+    def scalar(self, M):
+        """A ``p×p`` function of ``Σ_F`` as a rational function of ``s``; ``None`` if not."""
+        st, s = self.st, self.s
+        if isinstance(M, Identity):
+            return sp.S.One
+        if isinstance(M, ZeroMatrix):
+            return sp.S.Zero
+        if M == self.S:
+            return s
+        if isinstance(M, Transpose):
+            return self.scalar(M.arg)
+        if isinstance(M, MatAdd):
+            parts = [self.scalar(a) for a in M.args]
+            return None if any(x is None for x in parts) else sp.Add(*parts)
+        if isinstance(M, MatMul):
+            c, mats = M.as_coeff_matrices()
+            parts = [self.scalar(a) for a in mats]
+            return None if any(x is None for x in parts) else c * sp.Mul(*parts)
+        if isinstance(M, Inverse):
+            b = self.scalar(M.arg)
+            return None if b is None else 1 / b
+        if isinstance(M, MatPow):
+            b = self.scalar(M.args[0])
+            return None if b is None else b ** M.args[1]
+        return None
+
+    def terms(self, M):
+        """``M`` as ``[(coeff, atoms)]``, atoms ``('f', φ)``, ``('col', u)``, ``('row', u)``."""
+        phi = self.scalar(M)
+        if phi is not None:
+            return [(sp.S.One, [("f", phi)])]
+        if isinstance(M, MatrixSymbol) and M in self.beta_of:
+            return [(sp.S.One, [("col", self.beta_of[M])])]
+        if isinstance(M, Transpose):
+            out = []
+            for c, atoms in self.terms(M.arg):
+                out.append((c, [(("row" if k == "col" else "col" if k == "row" else k), v)
+                                for k, v in reversed(atoms)]))
+            return out
+        if isinstance(M, MatAdd):
+            return [t for a in M.args for t in self.terms(a)]
+        if isinstance(M, MatMul):
+            c, mats = M.as_coeff_matrices()
+            out = [(c, [])]
+            for a in mats:
+                out = [(c1 * c2, w1 + w2) for c1, w1 in out for c2, w2 in self.terms(a)]
+            return out
+        raise NotImplementedError(
+            f"random features: {sp.sstr(M)} is not a function of the feature covariance FᵀΣF")
+
+    def functional(self, f):
+        total = sp.S.Zero
+        for c, atoms in self.terms(f.arg):
+            total += c * self.cyclic(atoms)
+        return total
+
+    def cyclic(self, atoms):
+        vec = [i for i, (k, _) in enumerate(atoms) if k != "f"]
+        if not vec:
+            return self.trace(sp.Mul(*[v for _, v in atoms]))
+        i0 = next(i for i in vec if atoms[i][0] == "row")
+        atoms = atoms[i0:] + atoms[:i0]
+        out, row, phi = sp.S.One, None, sp.S.One
+        for k, v in atoms:
+            if k == "row":
+                if row is not None:
+                    raise NotImplementedError("random features: internal — malformed form")
+                row, phi = v, sp.S.One
+            elif k == "f":
+                phi *= v
+            else:
+                if row is None:
+                    raise NotImplementedError("random features: internal — malformed form")
+                # β_uᵀ φ β_v = uᵀΣF (φ/s²) FᵀΣv
+                out *= self.form(row, v, phi / self.s ** 2)
+                row = None
+        return out
+
+    # -------- stage F equivalents
+    def kappa0(self):
+        """``κ₀ = κ(0⁺)`` of this layer's law (population ``Σ_{ℓ−1}``, ``p_ℓ``
+        samples): the ridgeless chain law of layers ``1..ℓ−1`` with ``p_ℓ``
+        samples, seen at level ``ℓ−1``; ``κ₀' = 1/(1 − Tr[Σ_{ℓ−1}²(Σ_{ℓ−1}+κ₀)⁻²]/p_ℓ)``."""
+        if self._k0 is None:
+            st = self.st
+            Phi = GaussianData(f"_Phi{st.k}_{self.layer}", self.p, st.X.Sigma)
+            side = self.eng.reg.side(Core(Phi, "data", st.chain[:self.layer - 1]), RIDGELESS)
+            k0 = st.place(side.kA, self.layer - 1)
+            Sigma = self.Sigma
+            R0 = (Sigma + k0 * Identity(self.d)).inverse()
+            k0p = 1 / (1 - Tr(Sigma * Sigma * R0 * R0) / self.p)
+            self._k0 = (k0, k0p)
+        return self._k0
+
+    def _pieces(self, chi):
+        """Partial fractions of ``χ``: (polynomial coefficients, {(a, j): c}, c₋₁ at s=0, regular value at 0)."""
+        key = chi
+        if key not in _PIECES:
+            _PIECES[key] = self._pieces_uncached(chi)
+        return _PIECES[key]
+
+    def _pieces_uncached(self, chi):
+        s = self.s
+        chi = sp.cancel(sp.together(chi))
+        pf = sp.apart(chi, s) if chi.has(s) else chi
+        poly, poles, c0 = {}, {}, sp.S.Zero
+        reg0 = sp.S.Zero
+        for t in sp.Add.make_args(sp.expand(pf) if not pf.is_Add else pf):
+            num, den = sp.fraction(sp.factor_terms(t))
+            den = sp.factor(den)
+            if not den.has(s):
+                P = sp.Poly(sp.expand(num), s)
+                for (k,), c in P.terms():
+                    poly[k] = poly.get(k, 0) + c / den
+                reg0 += t.subs(s, 0)
+                continue
+            cden, base, j = sp.S.One, None, None
+            for b, e in den.as_powers_dict().items():
+                if b.has(s):
+                    if base is not None:
+                        raise NotImplementedError("random features: internal — partial fractions")
+                    base, j = b, e
+                else:
+                    cden *= b ** e
+            if num.has(s):
+                raise NotImplementedError("random features: internal — partial fractions")
+            a = sp.expand(base - s)
+            if a.has(s):
+                raise NotImplementedError(f"random features: pole of {base} not linear in the spectrum")
+            c = num / cden
+            if a == 0:
+                if j != 1:
+                    raise NotImplementedError(
+                        "random features: a pole of order ≥ 2 at zero feature eigenvalue (ridgeless)")
+                c0 += c
+            else:
+                poles[(a, int(j))] = poles.get((a, int(j)), 0) + c
+                reg0 += t.subs(s, 0)
+        return poly, poles, c0, sp.factor(sp.cancel(reg0))
+
+    def _resolvent(self, a, j, make):
+        """Equivalent of ``(Ŝ + a)^{-j}`` (``Ŝ = Σ_{ℓ−1}^{1/2}F_ℓF_ℓᵀΣ_{ℓ−1}^{1/2}``)
+        inside the functional ``make(R)`` of a ``Σ_{ℓ−1}``-space matrix ``R``:
+        ``(κ/a)(Σ_{ℓ−1}+κ)⁻¹``, ``κ`` the ridge one level down; ``j = 2`` by
+        ``−∂_a`` with ``dκ/da = 1/(1 − Tr[Σ_{ℓ−1}²(Σ_{ℓ−1}+κ)⁻²]/p_ℓ)``."""
+        kap = self.st.lower(a)
+        d, Sigma = self.d, self.Sigma
+        f = (kap / a) * make((Sigma + kap * Identity(d)).inverse())
+        if j == 1:
+            return f
+        if j == 2:
+            R = (Sigma + kap * Identity(d)).inverse()
+            dk = 1 / (1 - Tr(Sigma * Sigma * R * R) / self.p)
+            return -(sp.diff(f, a) + sp.diff(f, kap) * dk)
+        raise NotImplementedError("random features: three or more feature resolvents at one ridge")
+
+    def form(self, u, v, psi):
+        """``uᵀΣF ψ(Σ_F) FᵀΣv``."""
+        s = self.s
+        Sigma, d, p = self.Sigma, self.d, self.p
+        poly, poles, c0, reg0 = self._pieces(s * psi)
+        F = lambda M: Form(u.T * M * v)
+        total = sp.S.Zero
+        for k, c in poly.items():
+            if k == 0:
+                total += c * F(Sigma)
+            elif k == 1:
+                total += c * F(Sigma * Sigma)
+            elif k == 2:
+                total += c * (F(Sigma ** 3) * (1 + 1 / p) + F(Sigma * Sigma) * Tr(Sigma) / p)
+            else:
+                raise NotImplementedError("random features: a power ≥ 3 of the feature covariance")
+        for (a, j), c in poles.items():
+            total += c * self._resolvent(a, j, lambda R: F(Sigma * R))
+        if c0 != 0 or reg0 != 0:
+            k0, k0p = self.kappa0()
+            R0 = (Sigma + k0 * Identity(d)).inverse()
+            total += c0 * k0p * F(Sigma * Sigma * R0 * R0)
+            total -= reg0 * k0 * F(Sigma * R0)
+        return total
+
+    def trace(self, phi):
+        """``Tr_p φ(Σ_F) = Tr_d φ(Ŝ) + (p − d) φ(0)``."""
+        Sigma, d, p = self.Sigma, self.d, self.p
+        poly, poles, c0, reg0 = self._pieces(phi)
+        total = sp.S.Zero
+        for k, c in poly.items():
+            if k == 0:
+                total += c * d
+            elif k == 1:
+                total += c * Tr(Sigma)
+            elif k == 2:
+                total += c * (Tr(Sigma * Sigma) * (1 + 1 / p) + Tr(Sigma) ** 2 / p)
+            else:
+                raise NotImplementedError("random features: a power ≥ 3 of the feature covariance")
+        for (a, j), c in poles.items():
+            total += c * self._resolvent(a, j, Tr)
+        if c0 != 0:
+            k0, k0p = self.kappa0()
+            R0 = (Sigma + k0 * Identity(d)).inverse()
+            total += c0 * k0p * Tr(Sigma * R0 * R0)
+        return total + (p - d) * reg0
+
+
+def _word_str(word):
+    from .engine import canonical_str
+    return canonical_str(word)
