@@ -142,5 +142,6 @@ def kappa_bisection(s, n, lam):
     for _ in range(200):
         mid = 0.5 * (lo + hi)
         df1 = np.sum(s / (s + mid))
-        lo, hi = (lo, mid) if (df1 >= n or mid * (1 - df1 / n) > lam) else (mid, hi)
+        # below the physical branch (df1 ≥ n) the root lies above mid
+        lo, hi = (mid, hi) if df1 >= n else ((lo, mid) if mid * (1 - df1 / n) > lam else (mid, hi))
     return 0.5 * (lo + hi)

@@ -321,6 +321,9 @@ RF = {
     "rf training error": TRAIN_RF,
     "rf GCV": TRAIN_RF / (1 - sr.ntr(Z_RF.T * Z_RF / n * (Z_RF.T * Z_RF / n + lam * sr.I(p_dim)).inverse())
                           * p_dim / n) ** 2,
+    "rf variance": (F_RF * (Z_RF.T * Z_RF / n + lam * sr.I(p_dim)).inverse() * Z_RF.T * eps / n).T * Sigma
+    * (F_RF * (Z_RF.T * Z_RF / n + lam * sr.I(p_dim)).inverse() * Z_RF.T * eps / n),
+    "rf norm": A_RF.T * A_RF,
 }
 
 
@@ -376,7 +379,11 @@ def test_rf_risk_reads_as_textbook(rf):
     assert sp.simplify(num - (k1 ** 2 * A + k1 * (df1 - df2) / (p_dim - df2) * B + s2)) == 0
     assert rf["rf GCV"].pretty().value == pr.value
     assert sp.simplify(rf["rf training error"].pretty().value / pr.value - (1 - df1 / n) ** 2) == 0
-    assert r"\frac{1}{1 - \gamma_{1}}" in de.latex() or r"{1 - \gamma_{1}}" in de.latex()
+    assert r"{1 - \gamma_{1}}" in de.latex()
+    # variance: σ²γ/(1−γ)
+    pv = rf["rf variance"].pretty()
+    (gv,) = _gamma_denominators(pv.value)
+    assert sp.simplify(pv.value - s2 * gv / (1 - gv)) == 0
 
 
 def test_rf_risk_against_closed_form(rf):

@@ -717,7 +717,10 @@ def two_size_gamma(e, ctx):
     * the rest, linear in the forms, is written form by form, each coefficient
       reduced (``cancel``/``factor``), the forms of one pair of vectors in the
       shortest of the bases ``{ΣR, ΣR²}``, ``{ΣR, Σ²R²}``, ``{ΣR², Σ²R²}``
-      (``Σ²R² = ΣR − κΣR²``).
+      (``Σ²R² = ΣR − κΣR²``); a coefficient that is a multiple of
+      ``m₂df₂ + df₁² − 2df₁df₂ = m₁(m₂ − df₂)γ`` is written through ``γ`` when
+      shorter; a common factor of all coefficients (polynomial gcd, with the
+      pure size powers of the denominator) is pulled out.
 
     Returns ``None`` when the rule does not apply."""
     if e.has(sp.Integral) or _size(e) > TWO_SIZE_MAX_OPS:
@@ -789,6 +792,13 @@ def _two_size(e, ctx, g):
         common = g0 / msz
         terms = [(sp.Mul(*[f ** i for f, i in zip(fdum, mono)]), sp.factor(sp.cancel(c / (g0 * dn / msz))))
                  for mono, c in P.terms()]
+    # a coefficient with the factor m₁(m₂ − df₂)γ = m₂df₂ + df₁² − 2df₁df₂ written through γ, when shorter
+    gexpr = f2 / m1 + (f1 - f2) ** 2 / (m1 * (m2 - f2))
+    for i, (f, c) in enumerate(terms):
+        if c.has(f2):
+            cg = G * sp.factor(sp.cancel(c / gexpr))
+            if _size(cg) < _size(c):
+                terms[i] = (f, cg)
     body = sp.Add(*[(c * f).xreplace(back) for f, c in terms])
     body = _shortest_form_basis(body, ctx)
     if common != 1:
@@ -828,7 +838,7 @@ def _shortest_form_basis(P, ctx):
         if poly.total_degree() > 1:
             continue
         Q1, Q2 = poly.coeff_monomial(F1), poly.coeff_monomial(F2)
-        rest = P - Q1 * F1 - Q2 * F2
+        rest = sp.Add(*[t for t in sp.Add.make_args(P) if not (t.has(F1) or t.has(F2))])
         R = ctx.R[kappa]
         S2R2 = _form(u, ctx.Sigma ** 2 * R ** 2, w)
         cands = [((red(Q1), F1), (red(Q2), F2)),
@@ -838,7 +848,7 @@ def _shortest_form_basis(P, ctx):
         def cost(c):      # coefficients' operations; a negative one counts 2 more (the sign of a difference)
             return sum(sp.count_ops(q) + (2 if q.could_extract_minus_sign() else 0) + (q != 0) for q, _ in c)
         best = min(cands, key=lambda c: (cost(c), cands.index(c)))
-        P = sp.expand(rest) + sp.Add(*[q * F for q, F in best])
+        P = rest + sp.Add(*[q * F for q, F in best])
     return P
 
 
