@@ -40,6 +40,18 @@ def ridge():
     ]
 
 
+def random_features():
+    n, d, p = sr.dims("n d p")
+    lam, s2 = sr.scalar("lam"), sr.scalar("sigma2")
+    Sigma, w = sr.Covariance("Sigma", d), sr.Vector("w", d)
+    X, eps = sr.GaussianData("X", n, Sigma), sr.GaussianNoise("eps", n, s2)
+    F = sr.RandomFeatures("F", d, p)
+    a_hat = (F.T * X.T * X * F / n + lam * sr.I(p)).inverse() * F.T * X.T * (X * w + eps) / n
+    return [("Random-feature ridge: test risk",
+             "`â = (FᵀΣ̂F + λ)⁻¹FᵀXᵀ(Xw + ε)/n`, `F` iid N(0, 1/p), risk `(Fâ − w)ᵀΣ(Fâ − w) + σ²`",
+             (F * a_hat - w).T * Sigma * (F * a_hat - w) + s2)]
+
+
 def diffusion():
     sys.path.insert(0, str(ROOT / "derivations"))
     import diffusion_consistency as dc
@@ -60,13 +72,11 @@ def render() -> str:
            "named spectral functionals (`df_k(κ) = Tr[Σ^k(Σ+κ)^{-k}]`, `R = (Σ+κ)⁻¹`, `γ = df₂(κ)/m`),",
            "the self-consistent equation and the definitions. `de.value` keeps the engine's raw",
            "value; `tests/test_present.py` checks that both are equal at random points (1e-12).", ""]
-    for title, what, expr in ridge() + diffusion():
+    for title, what, expr in ridge() + random_features() + diffusion():
         de = sr.deterministic_equivalent(expr)
         p = de.pretty()
         out += [f"## {title}", "", what, "", "$$", de.latex(), "$$", "",
                 "Plain text: `" + str(p.value) + "`", ""]
-    out += ["Random-feature ridge risk: not yet derivable by the engine (two-point quantities",
-            "with random features are refused); it will be rendered here once it is.", ""]
     return "\n".join(out)
 
 

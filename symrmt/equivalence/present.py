@@ -1059,11 +1059,28 @@ def present(de):
     value = _present(sp.sympify(de.value), ctx, ridges)
     defs, exp_rules = _definitions(value, ctx, ridges)
     eqs = []
+    needed = _needed_unknowns(value, defs, ctx.groups) if value is not de.value else set(de.unknowns)
     for g in ctx.groups:
+        if not needed & set(g.unknowns):
+            continue          # an unknown the presented value no longer needs (its terms vanish on the equations)
         for eq in g.equations:
             shown = _equation_display(g, eq, ctx, ridges) if g.kind == "wishart" else None
             eqs.append(shown if shown is not None else eq)
     return Presentation(value, _compact(defs, ctx), _compact(eqs, ctx), exp_rules)
+
+
+def _needed_unknowns(value, defs, groups):
+    """The unknowns the presented value uses, directly, through a definition,
+    or through the equations of a needed unknown (a fixpoint)."""
+    free = set(value.free_symbols).union(*(sp.sympify(m).free_symbols for _, m in defs))
+    needed = {u for g in groups for u in g.unknowns if u in free}
+    while True:
+        more = {u for g in groups if needed & set(g.unknowns) for u in g.unknowns}
+        more |= {u for g in groups if needed & set(g.unknowns) for eq in g.equations
+                 for h in groups for u in h.unknowns if eq.has(u)}
+        if more <= needed:
+            return needed
+        needed |= more
 
 
 def _equation_display(g, eq, ctx, ridges):

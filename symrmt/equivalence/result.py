@@ -118,8 +118,9 @@ class DeterministicEquivalent:
             lines.append(f"  equation  : {sp.sstr(eq.lhs)} = {sp.sstr(eq.rhs)}")
         for s, m in p.definitions:
             lines.append(f"  where     : {sp.sstr(s)} = {sp.sstr(m)}")
-        if self.unknowns:
-            lines.append("  unknowns  : " + ", ".join(map(str, self.unknowns)))
+        shown = [u for u in self.unknowns if any(eq.has(u) for eq in p.equations)]
+        if shown:
+            lines.append("  unknowns  : " + ", ".join(map(str, shown)))
         if p.value is not self.value:
             lines.append(f"  raw value : {sp.sstr(self.value)}")
             for g in self.groups:

@@ -76,8 +76,9 @@ def equivalent_latex(de, raw: bool = False) -> str:
     sub = (lambda e: e.xreplace(rep)) if rep else (lambda e: e)
     lines = [r"\mathbb{E}\left[%s\right] &\simeq %s" % (latex(de.expr), latex(sub(value)))]
     if eqs:
-        unknowns = ", ".join(latex(u) for u in de.unknowns)
-        verb = "solves" if len(de.unknowns) == 1 else "solve"
+        shown = [u for u in de.unknowns if any(eq.has(u) for eq in eqs)]
+        unknowns = ", ".join(latex(u) for u in shown)
+        verb = "solves" if len(shown) == 1 else "solve"
         lines.append(r"&\text{where } %s \text{ %s}" % (unknowns, verb))
         for eq in eqs:
             lines.append(r"%s &= %s" % (latex(sub(eq.lhs)), latex(sub(eq.rhs))))

@@ -140,6 +140,8 @@ def _solve_wishart(system, env, bound, z, opts):
         e = take(env, idx)
         e[k.name] = x
         e[system.zname] = z[idx]
+        if system.stable is not None:
+            return _stable_step(system, e, bound, x, z[idx], [m[idx] for m in ms])
         F, J, df = system.newton(e, bound)
         with np.errstate(all="ignore"):
             h = x
@@ -150,6 +152,38 @@ def _solve_wishart(system, env, bound, z, opts):
 
     x, nit, conv = bracketed_newton(evaluate, x0, zero, inf, be, opts["maxiter"], opts["xtol"])
     return {k.name: x}, nit, conv
+
+
+def _stable_step(system, e, bound, x, z, ms):
+    """Newton step and branch test of a ``wishart`` group on the real ridge from
+    ``1 − df(κ)/m = a/m``, ``a = (m − d) + κ t``, ``t = Tr[(Σ+κ)⁻¹]`` (exact:
+    ``df = d − κ t``), so no digits cancel at ``m = d`` as ``κ → 0`` (where
+    ``κ ≈ √(z m / Tr Σ⁻¹)``). ``h = κ Π_j a_j/m_j``,
+    ``h' = Π_j a_j/m_j + κ Σ_j (a_j'/m_j) Π_{i≠j} a_i/m_i`` with
+    ``a_j' = t − κ t₂``, ``t₂ = Tr[(Σ+κ)⁻²]``; off the branch ⇔ some ``a_j ≤ 0``
+    (``df ≥ m_j``). Returns ``((h − z)/h', below)``."""
+    t, t2, d = system.stable(e, bound)
+    with np.errstate(all="ignore"):
+        a = [(m - d) + x * t for m in ms]
+        da = t - x * t2
+        f = [aj / m for aj, m in zip(a, ms)]
+        P = 1
+        for fj in f:
+            P = P * fj
+        dP = 0
+        for j in range(len(ms)):
+            term = da / ms[j]
+            for i, fi in enumerate(f):
+                if i != j:
+                    term = term * fi
+            dP = dP + term
+        h = x * P
+        J = P + x * dP
+        off = np.zeros(len(x), dtype=bool)
+        for aj in a:
+            off = off | np.asarray(aj <= 0, dtype=bool)
+        below = off | np.asarray(h < z, dtype=bool)
+        return (h - z) / J, below
 
 
 def _warm(x0, z, warm, be):

@@ -67,8 +67,10 @@ class GroupSystem:
         self.df_only = stage([df])
         self.zstage = stage([z])
         self.sigma = Sigma if isinstance(Sigma, Covariance) else None
+        self.stable = None
         if self.kind == "wishart":
             self.setup = stage([Tr(Sigma), *self.sizes_exprs])
+            self.stable = self._stable_stage(F[0], df, zsym, stage)
             self.complex_names = [self.unknowns[0].name]
             self.complex_newton = self.newton
         else:
@@ -96,6 +98,27 @@ class GroupSystem:
             sol = sp.solve(sp.Eq(w, z.xreplace({s: free})), free)
             if len(sol) == 1:
                 self._inverse_z = (s.name, backend.lambdify([w], [sol[0]]))
+
+    def _stable_stage(self, F, df, zsym, stage):
+        """For the real-ridge Newton of a ``wishart`` group: a stage giving
+        ``t = Tr[(Σ+κ)⁻¹]``, ``t₂ = Tr[(Σ+κ)⁻²]`` and ``d``, used through the exact identity
+        ``df(κ) = Tr[Σ(Σ+κ)⁻¹] = d − κ t`` (every eigenvalue, zeros included), so that
+        ``1 − df/m = ((m − d) + κ t)/m`` has no cancellation at ``m = d`` as ``κ → 0``.
+        Used only if the derived residual is, identically in ``df``, the kind's canonical
+        ``κ Π_j(1 − df/m_j) − z`` (checked symbolically here); otherwise ``None``."""
+        k = self.unknowns[0]
+        D = sp.Dummy("df")
+        canon = k * sp.Mul(*[(1 - D / m) for m in self.sizes_exprs]) - zsym
+        try:
+            ok = sp.cancel(sp.together(F.xreplace({df: D}) - canon)) == 0
+        except Exception:   # pragma: no cover - a form SymPy cannot cancel: keep the derived residual
+            ok = False
+        if not ok:
+            return None
+        Sigma = self.group.Sigma
+        d = Sigma.shape[0]
+        R = (Sigma + k * sp.Identity(d)).inverse()
+        return stage([Tr(R), Tr(R * R), sp.sympify(d)])
 
     # ------------------------------------------------------------ general law
     def _init_general(self, group, index, lowering, backend):
