@@ -205,3 +205,19 @@ def test_bad_input():
         SGD(s, w, lr=0.1).theory([0.5])
     with pytest.raises(ValueError, match="lr"):
         SGD(s, w, lr=-1)
+
+
+def test_recipe_quick_run_through_the_cli(tmp_path):
+    """``symrmt run sgd_two_point --quick`` end to end: it exits non-zero if any
+    theory-vs-simulated-SGD row fails its stated tolerance."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = tmp_path / "sgd"
+    proc = subprocess.run([sys.executable, "-m", "symrmt", "run", "sgd_two_point", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, cwd=root, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (out / "table.md").exists() and (out / "summary.json").exists()

@@ -28,8 +28,8 @@ EXPRS = {
 
 
 SHIFTS = {"(Σ̂+a)^-1/2": dict(a=0.3), "Σ̂^1/2": {}, "(Σ̂+a)^1/2(Σ̂+b)^-1/2": dict(a=0.3, b=2.0)}
-# Σ̂^{1/2} at n = d is left out: there κ(z) ~ √z and the quadrature nodes drive z = tan²θ to
-# underflow; the compiled solver reports a ConvergenceError (tested below) rather than a number
+# Σ̂^{1/2} at n = d is left out here: there κ(z) ~ √z as z → 0; it is tested against the
+# Marchenko–Pastur law and a dense Monte Carlo in tests/test_n_equals_d.py
 CASES = [(name, r) for name in EXPRS for r in (0.5, 1.0, 2.0) if not (name == "Σ̂^1/2" and r == 1.0)]
 
 
@@ -47,10 +47,12 @@ def test_fractional_traces_against_monte_carlo_d400(name, ratio):
     check(EXPRS[name], d=D, trials=60, k=4.0, c=2.0, Sigma=spec, n=int(ratio * D), **SHIFTS[name])
 
 
-def test_square_root_at_n_equal_d_reports_non_convergence():
+def test_square_root_at_n_equal_d_converges():
+    """n = d: κ ~ √z at the quadrature's small-z nodes (issue 13); isotropic value is
+    E√x under Marchenko–Pastur with ratio 1, ∫₀⁴ √(4−x)/(2π) dx = 8/(3π)."""
     f = sr.deterministic_equivalent(EXPRS["Σ̂^1/2"]).compile()
-    with pytest.raises(sr.ConvergenceError):
-        f(Sigma=spec[:50], n=50)
+    assert np.isfinite(f(Sigma=spec[:50], n=50))
+    assert abs(float(f(Sigma=np.ones(50), n=50)) / (8 / (3 * np.pi)) - 1) < 1e-9
 
 
 def test_several_shifts_in_one_call():

@@ -136,7 +136,9 @@ class MAdd(Node):
         self.children = children
 
     def compute(self, ctx):
-        return V.add(*[c(ctx) for c in self.children])
+        # a sum of vectors is summed once here, so that its transpose and
+        # every product using it share the explicit array (``values.collapse_thin``)
+        return V.collapse_thin(V.add(*[c(ctx) for c in self.children]))
 
 
 class MMul(Node):

@@ -172,9 +172,24 @@ class Program:
     def matrix(self, M):
         if M in self._nodes:
             return self._nodes[M]
-        node = self._compile_matrix(M)
+        node = self._transpose_of_known(M) or self._compile_matrix(M)
         self._nodes[M] = node
         return node
+
+    def _transpose_of_known(self, M):
+        """``MTranspose`` of the node already compiled for ``Mᵀ`` when ``M`` is
+        a vector-shaped sum or product: SymPy writes ``(ŵ − w̄)ᵀ`` expanded, as
+        a separate expression, and without this the form ``(ŵ − w̄)ᵀΣ(ŵ − w̄)``
+        would contract the same chains twice per draw (``(Aᵀ)ᵀ = A`` exactly)."""
+        if not isinstance(M, (MatAdd, MatMul)) or 1 not in tuple(M.shape):
+            return None
+        try:
+            T = M.T
+        except Exception:  # pragma: no cover - an expression SymPy cannot transpose
+            return None
+        if T == M or T not in self._nodes:
+            return None
+        return self._wrap(N.MTranspose(self._nodes[T]))
 
     def _compile_matrix(self, M, cores=True):
         if cores and not isinstance(M, MatAdd) and M in self.cores:

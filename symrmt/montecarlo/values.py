@@ -86,7 +86,9 @@ class Basis:
     def _full(self):
         if self._matrix is None:
             Y, c = self._gram
-            self._matrix = c * (Y.T @ Y)  # matmul spots Yᵀ·Y and uses a symmetric rank-k update
+            m = Y.T @ Y  # matmul spots Yᵀ·Y and uses a symmetric rank-k update
+            m *= c  # in place: the same products as c * (YᵀY), one pass fewer
+            self._matrix = m
         return self._matrix
 
     def _eigh(self):
@@ -217,9 +219,22 @@ def _collapse(m):
     return dense(materialize(m)) if len(m.terms) > 1 else m
 
 
+def collapse_thin(m):
+    """A sum of several thin terms (vectors: ``r×k`` or ``k×r`` with
+    ``k ≤ contract._THIN < r``, e.g. ``ŵ − w̄ = G·Xᵀy/n − w̄``) summed once into
+    an explicit (batched) array. Each chain is swept from its thin end (BLAS-3
+    over the whole grid, ``contract._sweep``), and a form built on the sum
+    (``rᵀΣr``) is then one contraction instead of one per pair of terms. The
+    value is the same sum, only associated differently (rounding only)."""
+    if len(m.terms) > 1 and min(m.shape) <= contract._THIN < max(m.shape):
+        return dense(materialize(m))
+    return m
+
+
 def matmul(a, b):
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"cannot multiply matrices of shapes {a.shape} and {b.shape}")
+    a, b = collapse_thin(a), collapse_thin(b)
     if len(a.terms) * len(b.terms) > MAX_TERMS:
         a, b = (_collapse(a), b) if len(a.terms) >= len(b.terms) else (a, _collapse(b))
         if len(a.terms) * len(b.terms) > MAX_TERMS:

@@ -12,9 +12,14 @@ Real ridge ``z > 0`` (the physical branch, docs/math.md):
   monotonically). Each point keeps a bracket ``[lo, hi]``: a point is
   *below* the root when it is off the branch (``df ≥ min m_j``) or
   ``h < z``; a Newton step that leaves the bracket is replaced by
-  bisection. The Newton step itself uses the equation as derived
-  (``lhs − rhs`` and its SymPy derivative), so the root found is the
-  derivation's root, and the bracket guarantees it is the physical one.
+  bisection. Where the derived residual is, identically in ``df``, the
+  canonical ``κ Π_j(1 − df/m_j) − z`` (checked symbolically once,
+  ``GroupSystem._stable_stage``), the step uses the exact identity
+  ``df = d − κ Tr[(Σ+κ)⁻¹]``: ``1 − df/m = ((m − d) + κ Tr[(Σ+κ)⁻¹])/m``
+  does not cancel at ``m = d`` as ``z → 0`` (``κ ≈ √(z m/Tr Σ⁻¹)``), and far
+  above the root it steps in log–log coordinates (:func:`_stable_step`);
+  otherwise it uses the equation as derived (``lhs − rhs`` and its SymPy
+  derivative). The bracket guarantees the root is the physical one.
   ``z = 0`` gives ``κ(0⁺) = κ_min``, positive when ``rank Σ > min m_j``.
 * ``separable`` — unknowns ``(κ, ν)``. For fixed ``κ``, ``ν`` solves
   ``Tr[K(K+ν)⁻¹] = df(κ)``; ``1/Tr[K(K+ν)⁻¹]`` is increasing and nearly
@@ -183,7 +188,23 @@ def _stable_step(system, e, bound, x, z, ms):
         for aj in a:
             off = off | np.asarray(aj <= 0, dtype=bool)
         below = off | np.asarray(h < z, dtype=bool)
-        return (h - z) / J, below
+        # Newton in log–log coordinates, κ ← κ (z/h)^{h/(κh')}: exact for h ∝ κ^p, so it
+        # crosses the orders of magnitude from κ₀ to κ ≈ √(z m/Tr Σ⁻¹) in a few steps
+        # (plain Newton halves κ per step there); quadratic at the root like Newton.
+        # Plain Newton where h ≤ 0 (off the branch: the bracket bisects) or z = 0.
+        plain = (h - z) / J
+        # only where plain Newton would cut κ by over a quarter (far above the root):
+        # near the root, and where h − z is at the rounding level of h (n < d, tiny z,
+        # κ ≈ κ₀), plain Newton's small steps are the accurate ones
+        pos = np.asarray((h > 0) & (z > 0) & (plain > x / 4), dtype=bool)
+        r = np.where(pos, z / np.where(pos, h, 1), 1)
+        p = np.where(pos, h / np.where(pos, x * J, 1), 1)
+        # the solver forms κ − step: a ratio below 1e-8 is clipped (≤ 8 orders per step) so
+        # the new iterate keeps ≥ 8 digits; steps near the root are unaffected
+        q = r ** p
+        q = np.where(q < 1e-8, 1e-8, q)
+        step = np.where(pos, x * (1 - q), plain)
+        return step, below
 
 
 def _warm(x0, z, warm, be):
