@@ -208,7 +208,8 @@ def split_options(args, kwargs, names, option_names, caller, deprecated=None):
     With a positional dict of bindings every keyword is an option
     (``f({"eta": 0.5, "lam": 0.1}, eta=1e-9)`` binds the symbol ``eta`` and
     sets the option). Without one, a keyword is a binding when it names a
-    symbol; ``options={...}`` (unless a symbol is named ``options``) holds
+    symbol; ``bindings={...}`` (unless a symbol is named ``bindings``) adds
+    bindings whatever their names; ``options={...}`` (unless a symbol is named ``options``) holds
     options; any other keyword in ``option_names`` is an option by the
     deprecated keyword form (``deprecated(caller, name)`` is called: a
     ``DeprecationWarning`` in the package)."""
@@ -228,7 +229,17 @@ def split_options(args, kwargs, names, option_names, caller, deprecated=None):
     else:
         bindings = {}
         names = set(names)
+        given = kwargs.get("bindings") if "bindings" not in names else None
+        if given is not None:
+            if not isinstance(given, dict):
+                raise TypeError(f"{caller}: bindings must be a dict of name → value, got {type(given).__name__}")
+            twice = sorted(set(given) & set(kwargs))
+            if twice:
+                raise TypeError(f"{caller}: {twice} given both in bindings={{...}} and as keywords")
+            bindings.update(given)
         for k, v in kwargs.items():
+            if k == "bindings" and given is not None:
+                continue
             if k in names:
                 bindings[k] = v
             elif k == "options":

@@ -217,3 +217,22 @@ def test_quadrature_never_converged_beyond_the_requested_rtol():
     assert not res.success and "quadrature error" in res.message
     assert np.all(res.quad_error[res.converged] <= 1e-24 * integral[res.converged])
     assert np.all(res.quad_error[~res.converged] > 1e-24 * integral[~res.converged])
+
+
+def test_keyword_names_are_bindable_through_bindings_dict():
+    """A scalar named like a keyword of ``monte_carlo`` (``seed``) binds through
+    ``bindings={...}`` in Monte Carlo and compile alike; a name given twice is an error."""
+    n, d = sr.dims("n d")
+    seed = sr.scalar("seed")
+    X = sr.GaussianData("X", n, sr.Covariance("Sigma", d))
+    e = sr.ntr((X.T * X / n + seed * sr.I(d)).inverse())
+    b = {"seed": 0.5, "Sigma": np.ones(30)}
+    mc = sr.monte_carlo(e, trials=30, seed=1, bindings=b, n=60)
+    th = sr.deterministic_equivalent(e).compile()(bindings=b, n=60)
+    # isotropic closed form of the same equivalent (q = 1/2): κ² + κ(1 − λ − q) − λ = 0, value κ/(λ(κ+1))
+    lam, q = 0.5, 0.5
+    k = (-(1 - lam - q) + np.sqrt((1 - lam - q) ** 2 + 4 * lam)) / 2
+    assert abs(float(th) - k / (lam * (k + 1))) < 1e-12
+    assert abs(mc.mean - th) <= 4 * mc.sem + 3 * abs(th) / 30
+    with pytest.raises(TypeError, match="both in bindings"):
+        sr.monte_carlo(e, trials=5, bindings={"n": 60, **b}, n=60)

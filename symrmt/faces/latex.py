@@ -74,7 +74,9 @@ def equivalent_latex(de, raw: bool = False) -> str:
         value, eqs, defs = p.value, p.equations, p.definitions
     rep = _theta_names([value] + [eq.lhs - eq.rhs for eq in eqs] + [m for _, m in defs])
     sub = (lambda e: e.xreplace(rep)) if rep else (lambda e: e)
-    lines = [r"\mathbb{E}\left[%s\right] &\simeq %s" % (latex(de.expr), latex(sub(value)))]
+    from ..objects.ops import Cov, Var
+    lhs = latex(de.expr) if isinstance(de.expr, (Var, Cov)) else r"\mathbb{E}\left[%s\right]" % latex(de.expr)
+    lines = [r"%s &\simeq %s" % (lhs, latex(sub(value)))]
     if eqs:
         shown = [u for u in de.unknowns if any(eq.has(u) for eq in eqs)]
         unknowns = ", ".join(latex(u) for u in shown)

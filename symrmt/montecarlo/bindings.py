@@ -179,7 +179,7 @@ def per_size(run, expr, bindings, trials, **kw):
         for k, v in values.items():
             if k not in sized and np.ndim(v):
                 sub[k] = flat[k][idx]
-        res = run(expr, trials=trials, **kw, **sub)
+        res = run(expr, trials=trials, **kw, bindings=sub)
         parts.append((idx, res))
     series = isinstance(parts[0][1], MonteCarloSeries)
     grid = {k: np.broadcast_to(v, shape).copy() for k, v in values.items() if np.ndim(v)}

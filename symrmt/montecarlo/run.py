@@ -111,7 +111,18 @@ def _chunks(total, executor):
     return [(a, min(a + size, total)) for a in range(0, total, size)]
 
 
-def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, **bindings):
+def _merged_bindings(bindings, named):
+    if bindings is None:
+        return named
+    if not isinstance(bindings, dict):
+        raise TypeError(f"bindings: expected a dict of name → value, got {type(bindings).__name__}")
+    both = sorted(set(bindings) & set(named))
+    if both:
+        raise TypeError(f"bindings: {both} given both in bindings={{...}} and as keywords")
+    return {**bindings, **named}
+
+
+def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, *, bindings=None, **named):
     r"""Monte Carlo estimate of ``E[expr]`` over the random objects of ``expr``.
 
     Every draw samples each random object of ``expr`` from its law, then
@@ -157,7 +168,10 @@ def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, **bindin
     progress : ``None`` — a progress line on stderr for runs longer than a
         couple of seconds when stderr is a terminal; ``True``/``False`` force
         it on/off; a callable ``f(done, total)`` receives updates instead.
-    **bindings : scalars and dimensions by name (numbers or arrays, which
+    bindings : dict of bindings, for names that are also keywords of this
+        function (a scalar named ``seed`` or ``trials``): ``bindings={"seed": 0.3}``;
+        merged with the keyword bindings (a name given both ways is an error).
+    **named : scalars and dimensions by name (numbers or arrays, which
         broadcast: ``lam=np.logspace(-3, 1, 100)``), deterministic matrices
         by name (1-D: diagonal in the common basis / a vector's coordinates;
         2-D: the full matrix). Dimensions not given are inferred from array
@@ -180,6 +194,7 @@ def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, **bindin
     of the grid that fit in memory. Draws that give NaN/inf are counted in
     ``result.nonfinite`` and reported with a ``RuntimeWarning``.
     """
+    bindings = _merged_bindings(bindings, named)
     counts, as_list = _counts(trials)
     if sized_grid(expr, bindings):     # array-valued dimensions: one run per size (as compile accepts them)
         return per_size(monte_carlo, expr, bindings, trials, seed=seed, executor=executor, progress=progress)
