@@ -45,7 +45,9 @@ def test_broadcast_over_lam_and_n(f_one):
 def test_ridgeless_limit_underparametrised_side(f_one):
     # n < d: κ(0⁺) = κ₀ > 0 with df(κ₀) = n
     s = np.linspace(0.2, 3, 100)
-    res = f_one.solve(Sigma=s, n=40, lam=0.0)
+    # the value itself diverges at λ = 0 (reported as undefined, not returned as inf); κ is solved
+    res = f_one.solve(Sigma=s, n=40, lam=0.0, options={"raise_on_failure": False})
+    assert not res.converged.any()
     k0 = brentq(lambda k: (s / (s + k)).sum() - 40, 1e-12, 100, xtol=1e-15, rtol=1e-15)
     assert res.x["kappa"] == pytest.approx(k0, rel=1e-12)
 

@@ -101,7 +101,10 @@ class Basis:
                 self._eigh()
             elif self._gram is not None and self._matrix is None:
                 Y, c = self._gram
-                small = c * (Y @ Y.T) if Y.shape[0] < Y.shape[1] else c * (Y.T @ Y)
+                if Y.shape[0] < Y.shape[1]:
+                    small = c * (Y @ Y.T)
+                else:  # the full matrix itself: kept, should eigenvectors be asked for later
+                    small = self._full()
                 e = np.linalg.eigvalsh(small)
                 self._values = np.concatenate([np.zeros(self.size - e.size), e])
             else:

@@ -164,6 +164,13 @@ class CompiledEquivalent:
             solved &= g["converged"]
         # NaN from a solved point (0/0 …) is undefined, and is reported like a failure, never silently
         undefined = solved & ~be.isfinite(value) & ~_is_inf(value, be)
+        # ±inf at a zero ridge is a 0/0 limit the derived form (ridge in a denominator) cannot take:
+        # reported as undefined, never returned as a number
+        at_zero = np.zeros(n, dtype=bool)
+        for s in plan.top:
+            zv = np.asarray(full(env[s.zname], n))
+            at_zero |= np.asarray(zv == 0, dtype=bool).reshape(-1)
+        undefined |= solved & _is_inf(value, be) & at_zero
         converged = solved & ~undefined
         value[~converged] = be.const(float("nan"))
         shape = bound.shape

@@ -127,13 +127,19 @@ def _wishart(label, z, S, sizes, s):
         if np.any((z == 0) & (rank <= mmin)):
             raise BindingError(f"a zero ridge for {label} needs rank Σ > min({', '.join(map(str, sizes))})")
 
+    dim = np.broadcast_to(spec[1].sum(-1), (n,))
+
     def fun(idx, k):
-        df, ddf = _df(tuple(_take(a, idx) for a in spec), k)
-        fs = [1 - df / m[idx] for m in ms]
+        sp_ = tuple(_take(a, idx) for a in spec)
+        df, ddf = _df(sp_, k)
+        # 1 − df/m = ((m − d) + κ Tr[(Σ+κ)⁻¹])/m exactly (d − df = κ Tr[(Σ+κ)⁻¹]):
+        # no cancellation at m = d, κ → 0
+        gap = k * (sp_[1] / (sp_[0] + k[:, None])).sum(-1)
+        fs = [(m[idx] - dim[idx] + gap) / m[idx] for m in ms]
         h, dh = k * np.prod(fs, axis=0), np.prod(fs, axis=0)
         for j, m in enumerate(ms):
             dh = dh - k * ddf / m[idx] * np.prod([f for i, f in enumerate(fs) if i != j] or [1.0], axis=0)
-        valid = df < mmin[idx]
+        valid = np.min(fs, axis=0) > 0
         return h - z[idx], dh, ~valid | (h < z[idx]), valid
 
     k, conv = _newton(fun, z + trS * sum(1 / m for m in ms))
@@ -233,10 +239,11 @@ def _run(bindings, want_value):
     value = np.concatenate(out)
     if np.iscomplexobj(value) and not np.any(np.imag(value)):
         value = np.real(value)
-    if np.any(np.isnan(value)):
-        i = int(np.nonzero(np.isnan(value))[0][0])
+    bad = ~np.isfinite(value)      # NaN, or ±inf (e.g. a 0/0 limit at a zero ridge): never returned as a number
+    if np.any(bad):
+        i = int(np.nonzero(bad)[0][0])
         at = ", ".join(f"{k}={v[i]:.6g}" for k, v in st.scalars.items() if np.ndim(v))
-        raise FloatingPointError(f"the value is NaN at grid index {np.unravel_index(i, st.shape) if st.shape else ()}"
+        raise FloatingPointError(f"the value is not finite at grid index {np.unravel_index(i, st.shape) if st.shape else ()}"
                                  f" ({at}); the equivalent is undefined there (e.g. 0/0 at a zero ridge)")
     return value.reshape(st.shape)
 
