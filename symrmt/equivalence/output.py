@@ -6,6 +6,8 @@ and cancel or collect in the value.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sympy as sp
 from sympy import Identity, MatMul
 
@@ -13,8 +15,15 @@ from ..objects import Form, Tr
 from ..rewrite.letters import Det, is_identity, transpose_word
 
 
+@lru_cache(maxsize=65536)
+def _srepr(expr):
+    """``srepr`` of a letter's matrix (memoised: general-law resolvents carry large
+    scalar coefficients, and every rotation of every word is keyed by it)."""
+    return sp.srepr(expr)
+
+
 def _key(word):
-    return tuple(sp.srepr(l.expr) for l in word)
+    return tuple(_srepr(l.expr) for l in word)
 
 
 def function_base(M):
@@ -54,7 +63,7 @@ def sort_commuting(word):
             run.append(l)
             base = b
             continue
-        out.extend(sorted(run, key=lambda x: sp.srepr(x.expr)))
+        out.extend(sorted(run, key=lambda x: _srepr(x.expr)))
         run, base = ([l], b) if b is not None else ([], None)
         if b is None and l is not None:
             out.append(l)
@@ -66,6 +75,7 @@ def _product(word):
     return MatMul(*mats).doit() if len(mats) > 1 else mats[0]
 
 
+@lru_cache(maxsize=16384)
 def word_to_scalar(word):
     """``Tr[word]`` of a deterministic word, as ``Form`` when a rotation of
     it is ``1×1`` and as ``Tr`` otherwise."""

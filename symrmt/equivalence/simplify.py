@@ -14,7 +14,15 @@ import sympy as sp
 from ..objects import Form, Tr
 
 
+#: above this size (``count_ops``) the value is returned as derived: expanding and
+#: collecting it costs minutes (pooled-groups risk: 39 s of a 55 s derivation) and
+#: the presentation layer (``de.pretty()``) does the reading work instead
+TIDY_MAX_OPS = 4000
+
+
 def tidy(value):
+    if sp.count_ops(value) > TIDY_MAX_OPS:
+        return value
     contours = {e for e in sp.preorder_traversal(value)
                 if isinstance(e, sp.re) or (isinstance(e, sp.Integral) and e.limits[-1][2] == 2 * sp.pi)}
     if contours:
