@@ -18,6 +18,19 @@ import symrmt as sr
 from _common import Row, markdown_table, trend_table
 
 
+def start(argv, doc, default_out, quick_help="d = 100 only, few draws (CI)"):
+    """The recipes' command line (``--quick``, ``--out``): ``(args, out folder, start time)``."""
+    import argparse
+    import pathlib
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--out", default=default_out)
+    args = ap.parse_args(argv)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return args, out, time.perf_counter()
+
+
 def derive_all(exprs, log=print):
     """``(des, refused)``: the derived equivalents by name, and for each
     expression the engine refuses, its ``NotImplementedError`` message."""

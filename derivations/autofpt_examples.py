@@ -30,7 +30,6 @@ auto-fpt's own timings were NOT measured here and no comparison is claimed.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import sys
@@ -45,7 +44,7 @@ import symrmt as sr  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import Row, pyplot  # noqa: E402
-from _ridge_common import compare, formulas_md, write_report  # noqa: E402
+from _ridge_common import start, compare, formulas_md, write_report  # noqa: E402
 
 ALPHA, LAM, SIGMA2, RATIO = 1.0, 1e-1, 0.1, 2.0      # n/d = p/d = RATIO
 NC_A, NC_LAM = 100.0, 1e-2                           # non-commuting: eigenvalues {1, 1/A}, λ
@@ -91,13 +90,8 @@ def nc_spectra(D, seed=12345):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="d = 40 only, few draws (CI)")
-    ap.add_argument("--out", default="reports/autofpt_examples")
-    args = ap.parse_args(argv)
-    log, t_start = print, time.perf_counter()
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out, t_start = start(argv, __doc__, "reports/autofpt_examples", "d = 40 only, few draws (CI)")
+    log = print
     exprs = model()
     des, times = {}, {}
     for name, e in exprs.items():       # no refusal is expected: a NotImplementedError propagates (exit ≠ 0)

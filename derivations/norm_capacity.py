@@ -23,7 +23,6 @@ risk) at n/d ∈ {0.5, 2} (ridge, λ ∈ {1e-3, 1e-1}) and p/d ∈ {0.5, 2} at n
 """
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import sys
@@ -38,7 +37,7 @@ import symrmt as sr  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import pyplot, readable_log_axes  # noqa: E402
-from _ridge_common import compare, derive_all, formulas_md, write_report  # noqa: E402
+from _ridge_common import start, compare, derive_all, formulas_md, write_report  # noqa: E402
 
 ALPHA, BETA, SIGMA2 = 1.0, 1.0, 0.2
 C, K = 6.0, 4.0
@@ -73,13 +72,8 @@ FORMULAS_INTRO = ("Ridge $\\hat w=(\\hat\\Sigma+\\lambda)^{-1}X^\\top y/n$ and R
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="d = 100 only, few draws (CI)")
-    ap.add_argument("--out", default="reports/norm_capacity")
-    args = ap.parse_args(argv)
-    log, t_start = print, time.perf_counter()
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out, t_start = start(argv, __doc__, "reports/norm_capacity", "d = 100 only, few draws (CI)")
+    log = print
     exprs = model()
     des, refused = derive_all(exprs, log)
     fns = {k: de.compile() for k, de in des.items()}

@@ -26,7 +26,6 @@ c = 6); (2) the engine's value vs an independently coded NumPy closed form
 """
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import sys
@@ -41,7 +40,7 @@ import symrmt as sr  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import pyplot, readable_log_axes  # noqa: E402
-from _ridge_common import compare, derive_all, formulas_md, write_report  # noqa: E402
+from _ridge_common import start, compare, derive_all, formulas_md, write_report  # noqa: E402
 
 ALPHA, BETA, LAM, SIGMA2 = 1.5, 1.0, 1e-2, 0.1
 C, K = 6.0, 4.0
@@ -137,13 +136,8 @@ FORMULAS_INTRO = ("Model: $\\hat a=(F^\\top\\hat\\Sigma F+\\lambda)^{-1}F^\\top 
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="d = 100 only, few draws (CI)")
-    ap.add_argument("--out", default="reports/random_features")
-    args = ap.parse_args(argv)
-    log, t_start = print, time.perf_counter()
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out, t_start = start(argv, __doc__, "reports/random_features", "d = 100 only, few draws (CI)")
+    log = print
     exprs = model()
     des, refused = derive_all(exprs, log)
     fns = {k: de.compile() for k, de in des.items()}
