@@ -37,6 +37,7 @@ def ridge():
         ("Ridge regression: training error", "`|y − Xŵ|²/n`", train),
         ("Ridge regression: GCV estimator", "training error `/(1 − Tr[Σ̂(Σ̂+λ)⁻¹]/n)²`",
          train / (1 - sr.ntr(X.T * X / n * G) * d / n) ** 2),
+        ("Ridge regression: estimator norm", "`‖ŵ‖² = ŵᵀŵ`", w_hat.T * w_hat),
     ]
 
 

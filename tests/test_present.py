@@ -202,6 +202,34 @@ def test_ridge_risk_reads_as_textbook(ridge):
     assert r"\gamma &= \frac{\mathrm{df}_{2}\left(\kappa\right)}{n}" in tex
 
 
+def test_ridge_norm_reads_as_textbook(ridge):
+    """``‖ŵ‖² ≃ w̄ᵀΣ²R²w̄ + Tr[ΣR²]/n · (κ²w̄ᵀΣR²w̄ + σ²)/(1 − γ)`` (rule 5c)."""
+    de = ridge["norm"]
+    p = de.pretty()
+    (gamma,) = _gamma_denominators(p.value)
+    (k,) = de.unknowns
+    R = sp.MatrixSymbol("R", d, d)
+    F2, F3 = Form(w.T * Sigma * R ** 2 * w), Form(w.T * Sigma ** 2 * R ** 2 * w)
+    T = sr.Tr(Sigma * R ** 2)
+    assert sp.expand(p.value - (F3 + T / n * (k ** 2 * F2 + s2) / (1 - gamma))) == 0
+    assert dict(p.definitions)[DF(1, k)] is not None      # df₁ of the equation is defined
+
+
+def test_ridge_norm_against_closed_form():
+    """The presented norm vs ``w̄ᵀΣ²R²w̄ + Tr[ΣR²]/n · E_g`` in NumPy (κ by bisection)."""
+    de = sr.deterministic_equivalent(RIDGE["norm"])
+    rng = np.random.default_rng(5)
+    D, N = 40, 30
+    s, wv = rng.uniform(0.05, 3.0, D), rng.standard_normal(D)
+    for lv, nv in [(0.01, 0.1), (0.3, 1.0), (2.0, 0.5)]:
+        k = kappa_bisection(s, N, lv)
+        eg = (k ** 2 * np.sum(s * wv ** 2 / (s + k) ** 2) + nv) / (1 - np.sum(s ** 2 / (s + k) ** 2) / N)
+        closed = np.sum(s ** 2 * wv ** 2 / (s + k) ** 2) + np.sum(s / (s + k) ** 2) / N * eg
+        shown = _as_equivalent(de, de.pretty().expanded).compile()(Sigma=s, w=wv, n=N, lam=lv, sigma2=nv)
+        raw = de.compile()(Sigma=s, w=wv, n=N, lam=lv, sigma2=nv)
+        assert abs(shown - closed) <= 1e-10 * closed and abs(raw - closed) <= 1e-10 * closed
+
+
 def test_ridge_risk_against_closed_form():
     """The presented ridge risk vs ``(κ²w̄ᵀΣ(Σ+κ)⁻²w̄ + σ²)/(1 − df₂/n)`` in NumPy
     (κ by bisection) — independent of the engine and the compiler."""

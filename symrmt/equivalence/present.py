@@ -28,7 +28,8 @@ The rules, each a small function below that states its identity:
    factorisation), :func:`compress_forms` (``uᵀΣ^aR^K w`` from its basis
    expansion), a leading sample-size coefficient divided out, factors
    ``(m − X)`` over ``m`` written ``(1 − X/m)``, forms collected; and, when
-   shorter, partial fractions in ``γ`` (``P/(1−γ) = Q + r/(1−γ)``);
+   shorter, partial fractions in ``γ`` (``P/(1−γ) = Q + r/(1−γ)``), also
+   after :func:`df1_through_gamma` (``df₁ = mγ + κTr[ΣR²]``);
 6. :func:`_integration_ridges` — a ridge ``g(θ) = a + b·h(θ)`` along an
    integration variable is named ``z_j`` (``h(θ) ↦ (z_j − a)/b``) and a
    compound factor shared by ``a`` and ``b`` (the edge ``x₊`` of a contour)
@@ -1002,7 +1003,37 @@ def _present_piece(e, ctx, ridges, light=False):
             cand = sp.Add(*[factor_display(t, gens, ctx) for t in parts])
             if _size(cand) < _size(best):
                 best = cand
+    # 5c. df₁ through γ (the estimator norm's textbook form), when shorter
+    if 15 < _size(best) <= FACTOR_MAX_OPS // 4:
+        cand = df1_through_gamma(best, ctx, gens)
+        if cand is not None and _size(cand) < _size(best):
+            best = cand
     return best.xreplace({v: k for k, v in frozen.items()})
+
+
+def df1_through_gamma(e, ctx, gens):
+    """Rule 5c: ``df₁(κ) = m γ + κ Tr[ΣR²]`` (``df₁ − df₂ = Tr[Σ(Σ+κ)⁻¹ −
+    Σ²(Σ+κ)⁻²] = κ Tr[Σ(Σ+κ)⁻²]``), then partial fractions in ``γ``: the part
+    free of ``γ`` is written in the shortest form basis, each ``r/(1−γ)^j``
+    factored. This turns ``‖ŵ‖²`` into ``w̄ᵀΣ²R²w̄ + Tr[ΣR²]/n · E_g``.
+    Returns ``None`` when the rule does not apply."""
+    for G in sorted((a for a in e.free_symbols if isinstance(a, Named) and a.name.startswith("gamma")), key=str):
+        D, m = ctx.gamma_defs.get(G, (None, None))
+        if not isinstance(D, DF) or len(D.args) != 2:
+            continue
+        k = D.args[1]
+        if not e.has(DF(1, k)) or k not in ctx.R:
+            continue
+        cand = e.xreplace({DF(1, k): m * G + k * Tr(ctx.Sigma * ctx.R[k] ** 2)})
+        try:
+            parts = sp.Add.make_args(_frozen(lambda x: sp.apart(x, G), cand))
+        except (sp.PolynomialError, NotImplementedError):
+            continue
+        free = sp.Add(*[t for t in parts if not t.has(G)])
+        frac = [t for t in parts if t.has(G)]
+        free = _shortest_form_basis(sp.expand(free), ctx)
+        return free + sp.Add(*[factor_display(t, gens, ctx) for t in frac])
+    return None
 
 
 def introduce_gamma(e, ctx):
@@ -1066,6 +1097,10 @@ def present(de):
         for eq in g.equations:
             shown = _equation_display(g, eq, ctx, ridges) if g.kind == "wishart" else None
             eqs.append(shown if shown is not None else eq)
+    if eqs:       # functionals that only the equations use (df₁ once the value is in γ) are defined too
+        shown_eqs = sp.Tuple(*[x for eq in eqs for x in (getattr(eq, "lhs", eq), getattr(eq, "rhs", 0))])
+        if shown_eqs.atoms(DF) - value.atoms(DF):
+            defs, exp_rules = _definitions(sp.Tuple(value, shown_eqs), ctx, ridges)
     return Presentation(value, _compact(defs, ctx), _compact(eqs, ctx), exp_rules)
 
 
