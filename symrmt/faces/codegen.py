@@ -22,6 +22,7 @@ import sympy as sp
 from sympy import Identity, Inverse, MatAdd, MatMul, MatPow, MatrixSymbol, Transpose, ZeroMatrix
 from sympy.printing.numpy import NumPyPrinter
 
+from ..numerics.laws import LAWS
 from ..objects import Form, MatrixFunction, Norm, Tr
 from ..objects.matrices import Covariance, SymrmtMatrix, Vector
 from .._bindings import scalar_kind, structural_roles
@@ -39,10 +40,11 @@ def to_python(de) -> str:
     of the unknowns on that grid). Raises ``NotImplementedError`` for values
     outside what it translates (``sympy.Integral`` for now), naming the node.
     """
-    for g in de.groups:     # the general law's groups (issue 12) have no standalone solver yet
-        if g.kind == "general":
-            raise NotImplementedError(f"to_python: the general law's unknowns {g.unknowns} (pooled blocks, "
-                                      "deterministic shifts) are not supported yet")
+    for g in de.groups:     # a law family without a standalone solver (the general law, for now)
+        law = LAWS.get(g.kind)
+        if law is None or not law.has_python_solver:
+            raise NotImplementedError(f"to_python: the {g.kind!r} law's unknowns {tuple(g.unknowns)} "
+                                      f"({law.title if law else 'unregistered'}) are not supported yet")
     for node in sp.preorder_traversal(de.value):
         if isinstance(node, sp.Integral):
             text = sp.sstr(node)
@@ -247,18 +249,9 @@ class _Functions:
     def groups(self, de):
         b, tail = self._body(), []
         for i, g in enumerate(de.groups):
-            z, S = b.scalar(g.z), b.matrix(g.Sigma)
-            sizes = "[" + ", ".join(b.scalar(m) for m in g.sizes) + "]"
             names = [u.name for u in g.unknowns]
             label = f"group {i} ({', '.join(names)})"
-            if g.kind == "wishart":
-                tail.append(f"    s[{names[0]!r}] = _wishart({label!r}, {z}, {S}, {sizes}, s)")
-            elif g.kind == "separable":
-                K, m = b.matrix(g.K), b.scalar(g.m)
-                tail.append(f"    s[{names[0]!r}], s[{names[1]!r}] = "
-                            f"_separable({tuple(names)!r}, {z}, {S}, {K}, {m}, {sizes}, s)")
-            else:
-                raise NotImplementedError(f"to_python: unknown group kind {g.kind!r}")
+            tail.append(LAWS[g.kind].python_solver(b, g, names, label))
         head = ('def _solve_groups(s, M):\n    """Solve each group of unknowns; '
                 'adds them to ``s``."""')
         return self._finish(b, head, tail or ["    return None"])

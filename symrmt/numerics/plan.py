@@ -1,7 +1,7 @@
 """A compiled evaluation plan for one binding signature, and its execution.
 
 The plan holds everything symbolic, done once: the lowered value, each
-group's residuals and Jacobian (:class:`~.system.GroupSystem`), and the
+group's residuals and Jacobian (:class:`~.laws.LawSystem`, one class per law family), and the
 quadrature of ``Integral`` nodes (:mod:`.quadrature`). Executing it is pure
 array work: solve every group at every grid point (real branch or complex
 continuation), then evaluate the value and the residuals in one pass.
@@ -16,7 +16,7 @@ from .lower import Lowering
 from .quadrature import IntegralNode, find_integrals
 from .result import BindingError
 from .solvers import full, solve_complex, solve_real, take
-from .system import GroupSystem
+from .laws import system_for
 
 
 class Plan:
@@ -25,7 +25,7 @@ class Plan:
         self.lowering = Lowering(kinds)
         self.int_vars = frozenset(v.name for I in sp.preorder_traversal(de.value)
                                   if isinstance(I, sp.Integral) for v in I.variables)
-        self.systems = [GroupSystem(g, i, self.lowering, backend) for i, g in enumerate(de.groups)]
+        self.systems = [system_for(g, i, self.lowering, backend) for i, g in enumerate(de.groups)]
         self.top = [s for s in self.systems if not self.level_of(s)]
         self.value = ValueNode(de.value, self, frozenset(),
                                extra=[r for s in self.top for r in s.residuals])

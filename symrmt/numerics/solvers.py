@@ -1,35 +1,10 @@
 """Solvers for the self-consistent equations, vectorised over grid points.
 
-Real ridge ``z > 0`` (the physical branch, docs/math.md):
-
-* ``wishart`` — ``h(κ) = κ Π_j(1 − df(κ)/m_j)`` is increasing on the
-  physical branch ``df(κ) < min_j m_j`` (each factor is positive and
-  increasing because ``df`` decreases), from ``h = 0`` at the branch edge
-  ``κ_min`` (``df(κ_min) = min m_j``, or ``0``) to ``+∞``. Since
-  ``df ≤ Tr Σ/κ``, ``h(κ) ≥ κ − Tr Σ · Σ_j 1/m_j``, so
-  ``κ₀ = z + Tr Σ · Σ_j 1/m_j`` lies above the root: Newton starts there
-  (for one factor ``h`` is also convex and the iterates decrease
-  monotonically). Each point keeps a bracket ``[lo, hi]``: a point is
-  *below* the root when it is off the branch (``df ≥ min m_j``) or
-  ``h < z``; a Newton step that leaves the bracket is replaced by
-  bisection. Where the derived residual is, identically in ``df``, the
-  canonical ``κ Π_j(1 − df/m_j) − z`` (checked symbolically once,
-  ``GroupSystem._stable_stage``), the step uses the exact identity
-  ``df = d − κ Tr[(Σ+κ)⁻¹]``: ``1 − df/m = ((m − d) + κ Tr[(Σ+κ)⁻¹])/m``
-  does not cancel at ``m = d`` as ``z → 0`` (``κ ≈ √(z m/Tr Σ⁻¹)``), and far
-  above the root it steps in log–log coordinates (:func:`_stable_step`);
-  otherwise it uses the equation as derived (``lhs − rhs`` and its SymPy
-  derivative). The bracket guarantees the root is the physical one.
-  ``z = 0`` gives ``κ(0⁺) = κ_min``, positive when ``rank Σ > min m_j``.
-* ``separable`` — unknowns ``(κ, ν)``. For fixed ``κ``, ``ν`` solves
-  ``Tr[K(K+ν)⁻¹] = df(κ)``; ``1/Tr[K(K+ν)⁻¹]`` is increasing and nearly
-  linear in ``ν`` (exactly linear for ``K = I``), so Newton on it with a
-  bracket ``[0, Tr K/df]`` converges in a few steps. The outer function
-  ``κ Π_j(1−df/m_j) · ν(κ) · df(κ)`` is increasing in ``κ`` (``ν·df`` =
-  ``Tr[νK(K+ν)⁻¹]`` increases with ``ν``, which increases with ``κ``), and
-  the outer step is the ``κ`` component of the full Newton step
-  ``J⁻¹F`` — the Schur-complement (implicit-function) step, since the inner
-  equation holds.
+Real ridge ``z > 0`` (the physical branch, docs/math.md): each law family's
+own solver (:mod:`symrmt.numerics.laws`: the increasing map, its bracket and
+start), built on :func:`bracketed_newton` here — a safeguarded Newton that
+keeps a bracket per point and bisects a step that leaves it, so the root found
+is the physical one.
 
 Complex ``z`` (``λ = −z`` with ``z = x + iη`` a spectral parameter):
 Newton on all unknowns with the SymPy Jacobian, continued in ``η`` from
@@ -113,101 +88,11 @@ def bracketed_newton(evaluate, x0, lo, hi, be, maxiter, xtol):
 
 # ------------------------------------------------------------------ real branch
 def solve_real(system, env, bound, z, opts):
-    """Real ``z ≥ 0``: returns ``({name: array}, nit, converged)``."""
-    if system.kind == "general":     # the general law's own safeguarded Newton (numerics/system.py)
-        return system.solve_general(env, bound, z, opts)
-    if system.kind == "separable":
-        return _solve_separable(system, env, bound, z, opts)
-    return _solve_wishart(system, env, bound, z, opts)
+    """Real ``z ≥ 0``: returns ``({name: array}, nit, converged)`` (the law's own solver)."""
+    return system.solve_real(env, bound, z, opts)
 
 
-def _setup(system, env, bound, n):
-    out = system.setup(env, bound)
-    return [full(v, n) for v in out]
-
-
-def _solve_wishart(system, env, bound, z, opts):
-    be = system.backend
-    n = len(z)
-    trS, *ms = _setup(system, env, bound, n)
-    mmin = ms[0]
-    for m in ms[1:]:
-        mmin = np.where(m < mmin, m, mmin)
-    inv_sum = sum(1 / m for m in ms)
-    x0 = z + trS * inv_sum
-    _check_ridgeless(system, env, bound, z, mmin, trS)
-    (k,) = system.unknowns
-    x0 = _warm(x0, z, opts.get("warm", {}).get(k.name), be)
-    zero = 0 * x0
-    inf = zero + be.const(float("inf"))
-
-    def evaluate(idx, x):
-        e = take(env, idx)
-        e[k.name] = x
-        e[system.zname] = z[idx]
-        if system.stable is not None:
-            return _stable_step(system, e, bound, x, z[idx], [m[idx] for m in ms])
-        F, J, df = system.newton(e, bound)
-        with np.errstate(all="ignore"):
-            h = x
-            for m in ms:
-                h = h * (1 - df / m[idx])
-            below = (df >= mmin[idx]) | (h < z[idx])
-            return F / J, below
-
-    x, nit, conv = bracketed_newton(evaluate, x0, zero, inf, be, opts["maxiter"], opts["xtol"])
-    return {k.name: x}, nit, conv
-
-
-def _stable_step(system, e, bound, x, z, ms):
-    """Newton step and branch test of a ``wishart`` group on the real ridge from
-    ``1 − df(κ)/m = a/m``, ``a = (m − d) + κ t``, ``t = Tr[(Σ+κ)⁻¹]`` (exact:
-    ``df = d − κ t``), so no digits cancel at ``m = d`` as ``κ → 0`` (where
-    ``κ ≈ √(z m / Tr Σ⁻¹)``). ``h = κ Π_j a_j/m_j``,
-    ``h' = Π_j a_j/m_j + κ Σ_j (a_j'/m_j) Π_{i≠j} a_i/m_i`` with
-    ``a_j' = t − κ t₂``, ``t₂ = Tr[(Σ+κ)⁻²]``; off the branch ⇔ some ``a_j ≤ 0``
-    (``df ≥ m_j``). Returns ``((h − z)/h', below)``."""
-    t, t2, d = system.stable(e, bound)
-    with np.errstate(all="ignore"):
-        a = [(m - d) + x * t for m in ms]
-        da = t - x * t2
-        f = [aj / m for aj, m in zip(a, ms)]
-        P = 1
-        for fj in f:
-            P = P * fj
-        dP = 0
-        for j in range(len(ms)):
-            term = da / ms[j]
-            for i, fi in enumerate(f):
-                if i != j:
-                    term = term * fi
-            dP = dP + term
-        h = x * P
-        J = P + x * dP
-        off = np.zeros(len(x), dtype=bool)
-        for aj in a:
-            off = off | np.asarray(aj <= 0, dtype=bool)
-        below = off | np.asarray(h < z, dtype=bool)
-        # Newton in log–log coordinates, κ ← κ (z/h)^{h/(κh')}: exact for h ∝ κ^p, so it
-        # crosses the orders of magnitude from κ₀ to κ ≈ √(z m/Tr Σ⁻¹) in a few steps
-        # (plain Newton halves κ per step there); quadratic at the root like Newton.
-        # Plain Newton where h ≤ 0 (off the branch: the bracket bisects) or z = 0.
-        plain = (h - z) / J
-        # only where plain Newton would cut κ by over a quarter (far above the root):
-        # near the root, and where h − z is at the rounding level of h (n < d, tiny z,
-        # κ ≈ κ₀), plain Newton's small steps are the accurate ones
-        pos = np.asarray((h > 0) & (z > 0) & (plain > x / 4), dtype=bool)
-        r = np.where(pos, z / np.where(pos, h, 1), 1)
-        p = np.where(pos, h / np.where(pos, x * J, 1), 1)
-        # the solver forms κ − step: a ratio below 1e-8 is clipped (≤ 8 orders per step) so
-        # the new iterate keeps ≥ 8 digits; steps near the root are unaffected
-        q = r ** p
-        q = np.where(q < 1e-8, 1e-8, q)
-        step = np.where(pos, x * (1 - q), plain)
-        return step, below
-
-
-def _warm(x0, z, warm, be):
+def warm_start(x0, z, warm, be):
     """Start Newton at a double-precision root where one is known for these
     very ``z`` (``opts["warm"] = {name: (z, x)}``, the mpmath backend):
     quadratic convergence then needs ~3 steps to 50–80 digits instead of a
@@ -228,7 +113,7 @@ def _warm(x0, z, warm, be):
     return out
 
 
-def _check_ridgeless(system, env, bound, z, mmin, trS):
+def check_ridgeless(system, env, bound, z, mmin, trS):
     """``z = 0`` is allowed only where ``κ(0⁺) > 0``, i.e. ``rank Σ > min m_j``."""
     zero = z == 0
     if not zero.any():
@@ -245,73 +130,6 @@ def _check_ridgeless(system, env, bound, z, mmin, trS):
         raise BindingError(
             f"binding {system.zlabel!r}: the ridge {system.zlabel} = 0 (grid index {i}) has κ(0⁺) = 0 here "
             f"because rank Σ ≤ min(sizes) = {int(mmin[i])}; use {system.zlabel} > 0")
-
-
-def _solve_separable(system, env, bound, z, opts):
-    be = system.backend
-    n = len(z)
-    trS, m, trK, rankK, *ms = _setup(system, env, bound, n)
-    cap = rankK
-    for mj in ms:
-        cap = np.where(mj < cap, mj, cap)
-    k, nu = system.unknowns
-    x0 = z * m / trK + trS / m + trS * sum((1 / mj for mj in ms), 0 * z)
-    zero = 0 * x0
-    inf = zero + be.const(float("inf"))
-    _check_ridgeless(system, env, bound, z, cap, trS)
-    nit_inner = np.zeros(n, dtype=int)
-
-    def inner(idx, e, t):
-        """ν with Tr[K(K+ν)⁻¹] = t, by Newton on 1/Tr[K(K+ν)⁻¹] − 1/t."""
-        def ev(j, v):
-            ee = take(e, j)
-            ee[nu.name] = v
-            dfK, ddfK = system.inner(ee, bound)
-            with np.errstate(all="ignore"):
-                step = dfK * (1 - dfK / t[j]) / -ddfK
-            return step, dfK > t[j]
-        v0 = trK[idx] / t
-        z0 = 0 * v0
-        v, it, ok = bracketed_newton(ev, v0, z0, z0 + be.const(float("inf")), be, opts["maxiter"], opts["xtol"])
-        nit_inner[idx] += it
-        return v, ok
-
-    def evaluate(idx, x):
-        e = take(env, idx)
-        e[k.name] = x
-        e[system.zname] = z[idx]
-        df = full(system.df_only(e, bound)[0], len(idx))
-        valid = be.isfinite(df) & (df < cap[idx]) & (df > 0)
-        step = zero[idx] + be.const(float("nan"))
-        below = ~valid
-        if valid.any():
-            j = np.nonzero(valid)[0]
-            ej = take(e, j)
-            v, _ = inner(idx[j], ej, df[j])
-            ej[nu.name] = v
-            F1, F2, J11, J12, J21, J22, _ = system.newton(ej, bound)
-            with np.errstate(all="ignore"):
-                det = J11 * J22 - J12 * J21
-                step[j] = full((J22 * F1 - J12 * F2) / det, len(j))
-                h = x[j] * v * df[j]
-                for mj in ms:
-                    h = h * (1 - df[j] / mj[idx[j]])
-                below[j] = h < m[idx[j]] * z[idx[j]]
-        return step, below
-
-    x, nit, conv = bracketed_newton(evaluate, x0, zero, inf, be, opts["maxiter"], opts["xtol"])
-    # ν at the final κ
-    e = dict(env)
-    e[k.name] = x
-    e[system.zname] = z
-    df = full(system.df_only(e, bound)[0], n)
-    ok = be.isfinite(df) & (df < cap)
-    v = zero + be.const(float("nan"))
-    if ok.any():
-        j = np.nonzero(ok)[0]
-        v[j], okj = inner(j, take(e, j), df[j])
-        ok[j] &= okj
-    return {k.name: x, nu.name: v}, nit + nit_inner, conv & ok
 
 
 # ------------------------------------------------------------------ complex branch

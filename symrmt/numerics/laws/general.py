@@ -1,0 +1,138 @@
+"""The general one-point law: independent Gaussian blocks and a deterministic shift.
+
+``(Σ_k c_k X_kᵀX_k/n_k + B + z)⁻¹ ≃ R = (Σ_k c_k ρ_k Σ_k + B + z)⁻¹`` with
+unknowns ``δ_k``, residuals ``F_k = δ_k − c_k Tr[Σ_k R(δ)]/n_k``,
+(docs/math.md, "The general one-point law"; iid rows: ``ρ_k = 1/(1 + δ_k)``),
+lowered like any functional (dense inverses where matrices do not commute),
+with their SymPy Jacobian.
+
+Real ``z ≥ 0``: the fixed-point map ``δ ↦ c Tr[ΣR(δ)]/n`` is increasing in
+``δ`` and from ``δ = 0`` rises monotonically to the physical root; Newton
+steps are kept where they stay non-negative and reduce ``|F|``. The shift
+must be symmetric PSD (checked on the bound values). Complex ``z`` and the
+standalone module are not implemented (they raise, naming the law).
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from .base import LawSystem, register
+
+
+def _scatter_to(n, idx, v):
+    out = np.zeros(n)
+    out[idx] = v
+    return out
+
+
+@register
+class GeneralSystem(LawSystem):
+    kind = "general"
+    title = "pooled blocks, deterministic shifts"
+
+    def __init__(self, group, index, lowering, backend):
+        F = self._prepare(group, index, lowering, backend)
+        self.newton = self.stage(F + self.jacobian)
+        self.shift = group.sizes[0] if group.sizes else None
+        self._shift_eval = None
+        if self.shift is not None:
+            from ..kernels import _DenseEval
+            self._shift_eval = _DenseEval(backend, self.shift)
+
+    def check_shift(self, env, bound):
+        """The shift ``B`` must be symmetric positive semi-definite (the law's
+        physical branch); raises a ``BindingError`` naming it otherwise."""
+        from ..result import BindingError
+        if self._shift_eval is None:
+            return
+        B = np.asarray(self._shift_eval(env, bound))
+        if B.dtype == object:
+            return
+        mats = B.reshape((-1,) + B.shape[-2:])
+        name = sp.sstr(self.shift)
+        for M in mats:
+            if np.iscomplexobj(M) or not np.allclose(M, M.T, rtol=1e-10, atol=1e-12 * (1 + np.abs(M).max())):
+                raise BindingError(f"the shift {name} must be a real symmetric matrix")
+            e = np.linalg.eigvalsh((M + M.T) / 2)
+            if e.min() < -1e-10 * max(1.0, abs(e).max()):
+                raise BindingError(f"the shift {name} must be positive semi-definite: its smallest "
+                                   f"eigenvalue is {e.min():.3g}")
+
+    def solve_real(self, env, bound, z, opts):
+        """Real ``z ≥ 0``: Newton on ``F(δ) = 0`` with the SymPy Jacobian,
+        safeguarded by the fixed-point map ``δ ↦ δ − F(δ)``
+        (``= c_j Tr[Σ_j R]/n_j``), which is increasing in ``δ`` and from
+        ``δ = 0`` rises monotonically to the physical root; a Newton step is
+        kept where it stays non-negative and reduces ``|F|``."""
+        self.check_shift(env, bound)
+        k = len(self.unknowns)
+        n = len(z)
+        names = [u.name for u in self.unknowns]
+        maxiter = max(int(opts.get("maxiter", 100)), 50) * 4
+        xtol = opts.get("xtol") or 1e-12
+
+        def ev(x, idx):
+            e = {kk: (v[idx] if isinstance(v, np.ndarray) and v.ndim == 1 and len(v) == n else v)
+                 for kk, v in env.items()}
+            for nm, v in zip(names, x):
+                e[nm] = v[idx]
+            e[self.zname] = z[idx]
+            out = self.newton(e, bound)
+            m = len(idx)
+            F = [np.broadcast_to(np.asarray(f, dtype=float), (m,)) for f in out[:k]]
+            J = [np.broadcast_to(np.asarray(j, dtype=float), (m,)) for j in out[k:]]
+            return F, J
+
+        x = [np.zeros(n) for _ in range(k)]
+        nit = np.zeros(n, dtype=int)
+        conv = np.zeros(n, dtype=bool)
+        act = np.arange(n)
+        F, J = ev(x, act)
+        for it in range(maxiter):
+            if not len(act):
+                break
+            xa = [v[act] for v in x]
+            fnorm = sum(np.abs(f) for f in F)
+            done = fnorm <= xtol * (1 + sum(np.abs(v) for v in xa))
+            conv[act[done]] = True
+            keep = ~done
+            act = act[keep]
+            if not len(act):
+                break
+            xa = [v[keep] for v in xa]
+            F = [f[keep] for f in F]
+            J = [j[keep] for j in J]
+            fnorm = fnorm[keep]
+            with np.errstate(all="ignore"):
+                if k == 1:
+                    step = [F[0] / J[0]]
+                else:
+                    Jm = np.stack(J, axis=-1).reshape(-1, k, k)
+                    Fm = np.stack(F, axis=-1)[..., None]
+                    try:
+                        step = list(np.moveaxis(np.linalg.solve(Jm, Fm)[..., 0], -1, 0))
+                    except np.linalg.LinAlgError:
+                        step = [np.full(len(act), np.nan) for _ in range(k)]
+                xn = [a - s_ for a, s_ in zip(xa, step)]
+                fp = [a - f for a, f in zip(xa, F)]
+            good = np.all([np.isfinite(v) & (v >= 0) for v in xn], axis=0)
+            cand = [np.where(good, v, f) for v, f in zip(xn, fp)]
+            Fn_, Jn = ev([_scatter_to(n, act, c) for c in cand], act)
+            fn_norm = sum(np.abs(f) for f in Fn_)
+            worse = good & ~(fn_norm < fnorm)
+            if worse.any():
+                cand = [np.where(worse, f, c) for c, f in zip(cand, fp)]
+                sub = np.nonzero(worse)[0]
+                F2, J2 = ev([_scatter_to(n, act[sub], c[sub]) for c in cand], act[sub])
+                for i_ in range(k):
+                    Fn_[i_] = Fn_[i_].copy()
+                    Fn_[i_][sub] = F2[i_]
+                for i_ in range(k * k):
+                    Jn[i_] = Jn[i_].copy()
+                    Jn[i_][sub] = J2[i_]
+            for i_ in range(k):
+                x[i_][act] = cand[i_]
+            nit[act] += 1
+            F, J = Fn_, Jn
+        return {nm: v for nm, v in zip(names, x)}, nit, conv
