@@ -1,13 +1,20 @@
 """Canonical form of a word: random matrices gathered into cores.
 
-One rewrite per call (the engine loops to a fixed point), each exact:
+Small named rules, each an exact identity stated in its docstring, composed
+by strategies (the ``sympy.strategies`` pattern: :func:`first_match` over
+rule groups, :func:`at_positions` over the cyclic positions of a word);
+:func:`step` applies one rewrite (the engine loops to a fixed point),
+:func:`exhaust` all of them:
 
-* ``Xᵀ X = m Σ̂``, ``X Xᵀ = m Σ̂ₙ`` (cyclically adjacent in the trace);
-* ``Fᵀ Σ̂ F`` → the feature-space core;
-* push-through ``X (Σ̂+z)⁻¹ Xᵀ = m (I − z (Σ̂ₙ+z)⁻¹)`` and its mirror;
-* resolvent identity ``Σ̂ (Σ̂+z)⁻¹ = I − z (Σ̂+z)⁻¹`` (either side).
+* :func:`rule_merge_functions` — ``f(Σ̂)g(Σ̂) = (fg)(Σ̂)``;
+* :func:`rule_sample_covariance` — ``Xᵀ X = m Σ̂``, ``X Xᵀ = m Σ̂ₙ``;
+* :func:`rule_resolvent_identity` — ``Σ̂ (Σ̂+z)⁻¹ = I − z (Σ̂+z)⁻¹``;
+* :func:`rule_feature_core` — ``Fᵀ Σ̂ F`` → the feature-space core;
+* :func:`rule_push_through` — ``X (Σ̂+z)⁻¹ Xᵀ = m (I − z (Σ̂ₙ+z)⁻¹)``.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import sympy as sp
 from sympy import Identity
@@ -110,66 +117,154 @@ def lone_pair(word, core):
     return len(ls) == 2 and sum(isinstance(l, Res) for l in ls) == 1 and sum(isinstance(l, Bare) for l in ls) == 1
 
 
-def step(word, strict_tags=False, keep_lone_pairs=True):
-    """Apply one exact rewrite; ``None`` when none applies. Returns a list of
-    ``(coeff, word)``."""
-    L = len(word)
-    if L == 0:
+# ============================================================ rules
+# Each rule looks at the word at one cyclic position ``i`` (the word is a
+# trace or a form read cyclically) and returns ``[(coeff, word), …]`` — an
+# exact identity, the sum equal to the word — or ``None``. The strategy below
+# composes them: first rule group that applies, first position, first rule.
+
+@dataclass(frozen=True)
+class Options:
+    """How the rules apply: ``strict_tags`` (variance mode: merge fractional
+    functions only within one factor of the user's product), ``keep_lone_pairs``
+    (leave a lone ``Σ̂(Σ̂+z)⁻¹`` for the engine's direct average)."""
+    strict_tags: bool = False
+    keep_lone_pairs: bool = True
+
+
+def rule_merge_functions(word, i, opt):
+    """``f(Σ̂) g(Σ̂) = (fg)(Σ̂)`` for adjacent functions of one core
+    (:func:`merge_functions`, :func:`merge_analytic`)."""
+    m = merge_functions(word[i], word[(i + 1) % len(word)], opt.strict_tags)
+    if m is None:
         return None
-    for i in range(L if L > 1 else 0):
-        m = merge_functions(word[i], word[(i + 1) % L], strict_tags)
-        if m is not None:
-            w = _rot(word, i)
-            return [(c, nw + w[2:]) for c, nw in m]
-    for i in range(L):
-        a, b = word[i], word[(i + 1) % L]
-        if L == 1 and i == 0:
-            b = None
-        # Xᵀ X and X Xᵀ
-        if isinstance(a, Rand) and isinstance(b, Rand) and a.sym == b.sym \
-                and isinstance(a.sym, GaussianData) and a.t != b.t and L >= 2:
-            X = a.sym
-            if X.has_mean:
-                raise NotImplementedError(
-                    f"{X.name} has a nonzero mean: {X.name}ᵀ{X.name}/n is not a centred sample "
-                    f"covariance; use sr.sample_covariance({X.name})")
-            side = "data" if a.t else "gram"
-            w = _rot(word, i)
-            return [(X.n, (Bare(Core(X, side)),) + w[2:])]
-        # Bare/Res next to Res of the same core: resolvent identity — except for
-        # a lone pair, which the engine averages directly as Σ(Σ+κ)⁻¹: the
-        # expanded I − κ(Σ+κ)⁻¹ cancels catastrophically at large κ
-        if isinstance(a, (Bare, Res)) and isinstance(b, (Bare, Res)) and a.core == b.core \
-                and (isinstance(a, Bare) != isinstance(b, Bare)) \
-                and not (keep_lone_pairs and lone_pair(word, a.core)):
-            r = a if isinstance(a, Res) else b
-            w = _rot(word, i)
-            rest = w[2:]
-            one = rest if rest else (Det(Identity(r.core.dim)),)
-            return [(sp.S.One, one), (-r.z, (r,) + rest)]
-    for i in range(L):
-        if L < 3:
-            break
-        a, b, c = word[i], word[(i + 1) % L], word[(i + 2) % L]
-        # Fᵀ Σ̂ F → feature core
-        if isinstance(a, Rand) and isinstance(c, Rand) and a.sym == c.sym \
-                and isinstance(a.sym, RandomFeatures) and a.t and not c.t \
-                and isinstance(b, Bare) and b.core.side == "data":
-            core = b.core
-            new = Bare(Core(core.data, "data", core.chain + (a.sym,), core.ddof))
-            w = _rot(word, i)
-            return [(sp.S.One, (new,) + w[3:])]
-        # push-through
-        if isinstance(a, Rand) and isinstance(c, Rand) and a.sym == c.sym \
-                and isinstance(a.sym, GaussianData) and a.t != c.t and isinstance(b, Res) \
-                and b.core.data == a.sym and not b.core.chain and b.core.ddof is None:
-            X = a.sym
-            want = "data" if not a.t else "gram"
-            if b.core.side == want:
-                other = Core(X, "gram" if want == "data" else "data")
-                w = _rot(word, i)
-                rest = w[3:]
-                dim = other.dim
-                one = rest if rest else (Det(Identity(dim)),)
-                return [(X.n, one), (-X.n * b.z, (Res(other, b.z),) + rest)]
-    return None
+    w = _rot(word, i)
+    return [(c, nw + w[2:]) for c, nw in m]
+
+
+def rule_sample_covariance(word, i, opt):
+    """``Xᵀ X = m Σ̂`` and ``X Xᵀ = m Σ̂ₙ`` (``m`` the normalisation of ``X``);
+    a non-centred ``X`` (a mean) is refused: ``XᵀX/m`` is then not a sample
+    covariance of the law."""
+    a, b = word[i], word[(i + 1) % len(word)]
+    if not (isinstance(a, Rand) and isinstance(b, Rand) and a.sym == b.sym
+            and isinstance(a.sym, GaussianData) and a.t != b.t):
+        return None
+    X = a.sym
+    if X.has_mean:
+        raise NotImplementedError(
+            f"{X.name} has a nonzero mean: {X.name}ᵀ{X.name}/n is not a centred sample "
+            f"covariance; use sr.sample_covariance({X.name})")
+    side = "data" if a.t else "gram"
+    return [(X.n, (Bare(Core(X, side)),) + _rot(word, i)[2:])]
+
+
+def rule_resolvent_identity(word, i, opt):
+    """``Σ̂ (Σ̂+z)⁻¹ = (Σ̂+z)⁻¹ Σ̂ = I − z (Σ̂+z)⁻¹`` — except for a lone pair
+    (one resolvent and one bare copy of a chain-free core, with
+    ``keep_lone_pairs``), which the engine averages directly as ``Σ(Σ+κ)⁻¹``:
+    the expanded ``I − κ(Σ+κ)⁻¹`` cancels catastrophically at large ``κ``."""
+    a, b = word[i], word[(i + 1) % len(word)]
+    if not (isinstance(a, (Bare, Res)) and isinstance(b, (Bare, Res)) and a.core == b.core
+            and isinstance(a, Bare) != isinstance(b, Bare)):
+        return None
+    if opt.keep_lone_pairs and lone_pair(word, a.core):
+        return None
+    r = a if isinstance(a, Res) else b
+    rest = _rot(word, i)[2:]
+    one = rest if rest else (Det(Identity(r.core.dim)),)
+    return [(sp.S.One, one), (-r.z, (r,) + rest)]
+
+
+def rule_feature_core(word, i, opt):
+    """``Fᵀ Σ̂ F`` (``F`` random features, ``Σ̂`` on the data side) is the
+    feature-space core of the chain ``(…, F)``."""
+    L = len(word)
+    a, b, c = word[i], word[(i + 1) % L], word[(i + 2) % L]
+    if not (isinstance(a, Rand) and isinstance(c, Rand) and a.sym == c.sym
+            and isinstance(a.sym, RandomFeatures) and a.t and not c.t
+            and isinstance(b, Bare) and b.core.side == "data"):
+        return None
+    core = b.core
+    new = Bare(Core(core.data, "data", core.chain + (a.sym,), core.ddof))
+    return [(sp.S.One, (new,) + _rot(word, i)[3:])]
+
+
+def rule_push_through(word, i, opt):
+    """Push-through: ``X (XᵀX/m + z)⁻¹ Xᵀ = m (I − z (XXᵀ/m + z)⁻¹)`` and its
+    mirror ``Xᵀ (XXᵀ/m + z)⁻¹ X = m (I − z (XᵀX/m + z)⁻¹)`` (chain-free,
+    uncentred cores)."""
+    L = len(word)
+    a, b, c = word[i], word[(i + 1) % L], word[(i + 2) % L]
+    if not (isinstance(a, Rand) and isinstance(c, Rand) and a.sym == c.sym
+            and isinstance(a.sym, GaussianData) and a.t != c.t and isinstance(b, Res)
+            and b.core.data == a.sym and not b.core.chain and b.core.ddof is None):
+        return None
+    X = a.sym
+    want = "data" if not a.t else "gram"
+    if b.core.side != want:
+        return None
+    other = Core(X, "gram" if want == "data" else "data")
+    rest = _rot(word, i)[3:]
+    one = rest if rest else (Det(Identity(other.dim)),)
+    return [(X.n, one), (-X.n * b.z, (Res(other, b.z),) + rest)]
+
+
+# ============================================================ strategies
+def at_positions(*rules, min_len=1):
+    """Strategy: the first position ``i`` (in order) at which one of ``rules``
+    (tried in order) applies; ``None`` for words shorter than ``min_len``."""
+    def strategy(word, opt):
+        if len(word) < min_len:
+            return None
+        for i in range(len(word)):
+            for rule in rules:
+                out = rule(word, i, opt)
+                if out is not None:
+                    return out
+        return None
+    strategy.rules = rules
+    return strategy
+
+
+def first_match(*strategies):
+    """Strategy: the result of the first of ``strategies`` that applies."""
+    def strategy(word, opt):
+        for s in strategies:
+            out = s(word, opt)
+            if out is not None:
+                return out
+        return None
+    strategy.strategies = strategies
+    return strategy
+
+
+#: merging functions of one core first (it shortens the word), then the
+#: two-letter identities, then the three-letter ones
+CANONICAL = first_match(
+    at_positions(rule_merge_functions, min_len=2),
+    at_positions(rule_sample_covariance, rule_resolvent_identity, min_len=2),
+    at_positions(rule_feature_core, rule_push_through, min_len=3),
+)
+
+
+def step(word, strict_tags=False, keep_lone_pairs=True):
+    """Apply one exact rewrite (:data:`CANONICAL`); ``None`` when none applies.
+    Returns a list of ``(coeff, word)``."""
+    if not word:
+        return None
+    return CANONICAL(word, Options(strict_tags, keep_lone_pairs))
+
+
+def exhaust(word, strict_tags=False, keep_lone_pairs=True):
+    """All words reachable by :func:`step` until none applies (a sum
+    ``[(coeff, word), …]`` equal to ``word``)."""
+    done, todo = [], [(sp.S.One, word)]
+    while todo:
+        c, w = todo.pop()
+        out = step(w, strict_tags, keep_lone_pairs)
+        if out is None:
+            done.append((c, w))
+        else:
+            todo.extend((c * c2, w2) for c2, w2 in out)
+    return done
