@@ -1,15 +1,36 @@
-"""Quadrature paths: time and peak memory (issue 13: long-time gradient
-descent and the sampling-map variance at ``n = d`` must stay under 1 GB).
+"""Quadrature paths: time, accuracy and peak memory, each as a ratio to a
+baseline run in the same process (issue 17 items 1 and 6; issue 13 memory).
 
-    python benchmarks/quadrature.py [--quick]
+    python benchmarks/quadrature.py [--quick] [--before] [--sizes 400,1600]
 
-Each case is derived once, then solved once with ``tracemalloc`` on (peak of
-Python/NumPy allocations during the solve) and once without it (time). The
-resident-set high-water mark (``ru_maxrss``, whole process, including SymPy)
-is printed at the end.
+Sampling map of the variance-exploding probability-flow ODE,
+``x* = (Σ̂+σ²)^{1/2}(Σ̂+σ_T²)^{−1/2} x_T`` (mean known), at ``n = 2d``,
+``σ² = 0.1``, ``σ_T² = 10``, power-law spectrum ``s_i = 1/i``:
+
+* ``mean``  — ``E[vᵀx*]``, one integral over ``θ ∈ [0, π/2]``;
+* ``mode``  — ``Var[e_jᵀx*]`` for a given ``x_T`` (double integrals);
+* ``trace`` — ``Σ_j Var[e_jᵀx*]`` (the engine's per-mode value summed over an
+  eigenbasis: traces instead of forms);
+* ``xT``    — ``E ½|x*₁ − x*₂|²`` of two models on independent halves, derived
+  directly from the two copies as a user writes it (40 integrals).
+
+Baseline (``fixed``): the same formulas hand-written in NumPy with a fixed
+100-point Gauss–Legendre rule in each θ (100×100 for the double integrals), κ
+by a vectorised Newton at the nodes, spectral sums as matrix products — what
+the paper's toolkit does, without an error estimate. ``ratio`` = engine time /
+baseline time (same process); ``Δfixed`` = |engine − baseline|/|engine|;
+``err`` = the engine's reported quadrature error, relative. ``--before`` adds the
+pre-issue-17 path (adaptive tanh-sinh only, sums point by point, each group
+solved per integral) at the first size. Each solve is timed as the median of
+``--repeat`` runs after one warm-up, each cold (the factors ``kernels`` keeps
+between solves cleared); peak memory is ``tracemalloc``'s during one more
+solve. Set ``OPENBLAS_NUM_THREADS=1`` on a shared machine (threaded
+BLAS on a loaded machine is ~15× slower for these small products).
 """
 import argparse
+import os
 import resource
+import statistics
 import sys
 import time
 import tracemalloc
@@ -17,9 +38,13 @@ import tracemalloc
 import numpy as np
 import sympy as sp
 
-import symrmt as sr
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "derivations"))
+
+import symrmt as sr  # noqa: E402
+from symrmt.numerics import kernels, quadrature  # noqa: E402
 
 
+# ------------------------------------------------------------------ expressions
 def gd_risk(t):
     n, d = sr.dims("n d")
     lr, s2 = sr.scalar("lr"), sr.scalar("sigma2")
@@ -30,45 +55,181 @@ def gd_risk(t):
     return (wt - w).T * Sigma * (wt - w) + s2
 
 
-def map_var():
-    n, d = sr.dims("n d")
-    s2, sT2 = sr.scalar("sigma2"), sr.scalar("sigmaT2")
-    Sigma, v, x = sr.Covariance("Sigma", d), sr.Vector("v", d), sr.Vector("x", d)
-    X = sr.GaussianData("X", n, Sigma)
-    Sh, I = sr.sample_covariance(X, ddof=0), sr.I(d)
-    m = sr.sqrt(Sh + s2 * I) * sr.power(Sh + sT2 * I, -sp.Rational(1, 2)) * x
-    return sr.var(v.T * m)
+class MapModel:
+    def __init__(self):
+        self.n, self.d = sr.dims("n d")
+        self.s2, self.sT2 = sr.scalar("sigma2"), sr.scalar("sigmaT2")
+        self.Sigma = sr.Covariance("Sigma", self.d)
+        self.v, self.x = sr.Vector("v", self.d), sr.Vector("x", self.d)
+
+    def map(self, X):
+        Sh, I = sr.sample_covariance(X, ddof=0), sr.I(self.d)
+        return sr.sqrt(Sh + self.s2 * I) * sr.power(Sh + self.sT2 * I, -sp.Rational(1, 2)) * self.x
+
+    def expressions(self):
+        X = sr.GaussianData("X", self.n, self.Sigma)
+        X1, X2 = sr.GaussianData("X1", self.n / 2, self.Sigma), sr.GaussianData("X2", self.n / 2, self.Sigma)
+        diff = self.map(X1) - self.map(X2)
+        return {"mean": self.v.T * self.map(X), "mode": sr.var(self.v.T * self.map(X)),
+                "xT": diff.T * diff / 2}
+
+
+def derive(model, log=print):
+    from _common import sum_over_basis
+    out = {}
+    for name, expr in model.expressions().items():
+        t0 = time.perf_counter()
+        out[name] = sr.deterministic_equivalent(expr)
+        log(f"  derived {name:5s} in {time.perf_counter() - t0:5.1f} s")
+    de = out["mode"]
+    out["trace"] = sr.DeterministicEquivalent(expr=de.expr, value=sum_over_basis(de.value, model.v),
+                                              groups=list(de.groups), assumptions=list(de.assumptions))
+    return {k: (de, de.compile()) for k, de in out.items()}
+
+
+# ------------------------------------------------------------------ the fixed-rule baseline
+def kappa(s, n, z):
+    """κ(1 − Σ_i s_i/(s_i+κ)/n) = z at every z (vectorised Newton from above)."""
+    k = z + s.sum() / n
+    for _ in range(200):
+        r = s / (s + k[:, None])
+        df, df2 = r.sum(axis=1), (r * r).sum(axis=1)
+        h = k * (1 - df / n) - z
+        dh = 1 - df / n + k * (df - df2) / (n * k)
+        step = h / dh
+        k = k - step
+        if np.max(np.abs(step / k)) < 1e-15:
+            break
+    return k
+
+
+def fixed(name, s, n, v, x, a, b, N=100):
+    """The sampling-map quantities with a fixed N-point (N×N) Gauss–Legendre rule."""
+    t, w = np.polynomial.legendre.leggauss(N)
+    th = (t + 1) * np.pi / 4
+    w = w * np.pi / 4
+    if name == "xT":
+        name, n = "trace", n / 2
+    z = a + (b - a) * np.sin(th) ** 2
+    k = kappa(s, n, z)
+    R = 1 / (s + k[:, None])
+    pref = w * (-2 * (b - a) * np.sin(th) ** 2 / np.pi) * k / z
+    if name == "mean":
+        return float(v @ x + pref @ (R @ (v * x)))
+    SR = s * R
+    gamma = (s * SR) @ R.T / n
+    if name == "trace":
+        inner = (SR @ R.T) * ((SR * x * x) @ R.T) + ((s * x * R) ** 2) @ (R ** 2).T
+    else:
+        inner = ((SR * v * v) @ R.T) * ((SR * x * x) @ R.T) + ((SR * v * x) @ R.T) ** 2
+    return float(pref @ (inner / (n * (1 - gamma))) @ pref)
+
+
+# ------------------------------------------------------------------ measuring
+def timed(fn, repeat):
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        ts.append(time.perf_counter() - t0)
+    return out, statistics.median(ts)
+
+
+def cold(f, bb):
+    """A solve without the spectral-sum factors kept from an earlier solve."""
+    kernels._CACHE.clear()
+    kernels._CACHE_BYTES[0] = 0
+    return f.solve(**bb)
+
+
+def peak(fn):
+    tracemalloc.start()
+    fn()
+    p = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return p
+
+
+class Before:
+    """The pre-issue-17 path: tanh-sinh only, no tensor sums, no shared groups."""
+
+    def __enter__(self):
+        self.saved = quadrature.FINITE_RULES, kernels._TensorSum.__call__, quadrature._group_key
+        quadrature.FINITE_RULES = ("finite",)
+        kernels._TensorSum.__call__ = lambda self, *a, **k: None
+        quadrature._group_key = lambda s, ext, bound, N: (None, None)
+
+    def __exit__(self, *exc):
+        quadrature.FINITE_RULES, kernels._TensorSum.__call__, quadrature._group_key = self.saved
+
+
+def sampling_map(sizes, repeat, before):
+    model = MapModel()
+    print("deriving the sampling-map expressions …", flush=True)
+    des = derive(model)
+    rng = np.random.default_rng(0)
+    a, b = 0.1, 10.0
+    print(f"{'case':6s} {'d':>5s} {'engine':>9s} {'fixed':>9s} {'ratio':>7s} {'err':>8s} {'Δfixed':>8s} "
+          f"{'peak':>9s} {'peak fixed':>10s}")
+    for D in sizes:
+        s = 1.0 / np.arange(1, D + 1)
+        x = np.sqrt(s + b) * rng.standard_normal(D)
+        v = np.eye(D)[D // 10]
+        bind = dict(Sigma=s, n=2 * D, v=v, x=x, sigma2=a, sigmaT2=b)
+        for name in ("mean", "mode", "trace", "xT"):
+            de, f = des[name]
+            names = {getattr(q, "name", None) for q in sp.preorder_traversal(de.expr)}
+            bb = {k: val for k, val in bind.items() if k in names}
+            res, t_eng = timed(lambda: cold(f, bb), repeat)
+            val = float(np.ravel(res.value)[0])
+            err = float(np.max(res["quad_error"])) / abs(val) if "quad_error" in res else float("nan")
+            ref, t_fix = timed(lambda: fixed(name, s, 2 * D, v, x, a, b), repeat)
+            p_eng, p_fix = peak(lambda: cold(f, bb)), peak(lambda: fixed(name, s, 2 * D, v, x, a, b))
+            print(f"{name:6s} {D:5d} {t_eng * 1e3:7.1f}ms {t_fix * 1e3:7.1f}ms {t_eng / t_fix:7.2f} {err:8.1e} "
+                  f"{abs(val - ref) / abs(val):8.1e} {p_eng / 2**20:7.1f}MB {p_fix / 2**20:8.1f}MB", flush=True)
+            if before and D == sizes[0]:
+                with Before():
+                    old, t_old = timed(lambda: cold(f, bb), 1)
+                    p_old = peak(lambda: f.solve(**bb))
+                print(f"{'  pre-17':8s}{D:3d} {t_old * 1e3:7.1f}ms {'':9s} {t_old / t_fix:7.2f} {'':8s} "
+                      f"{abs(float(np.ravel(old.value)[0]) - val) / abs(val):8.1e} {p_old / 2**20:7.1f}MB  "
+                      f"(speed-up {t_old / t_eng:.0f}×, |Δ| vs engine)", flush=True)
 
 
 def measure(name, expr, bind):
     t0 = time.perf_counter()
     f = sr.deterministic_equivalent(expr).compile()
     t_derive = time.perf_counter() - t0
-    tracemalloc.start()
-    res = f.solve(**bind)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    t0 = time.perf_counter()
-    res = f.solve(**bind)
-    t_solve = time.perf_counter() - t0
+    p = peak(lambda: f.solve(**bind))
+    res, t_solve = timed(lambda: f.solve(**bind), 1)
     err = np.max(np.asarray(res.quad_error)) if "quad_error" in res else float("nan")
     print(f"{name:38s} value {float(np.ravel(res.value)[0]):.10g}  success {res.success}  quad_error {err:.2g}  "
-          f"derive {t_derive:6.2f} s  solve {t_solve:6.2f} s  peak (tracemalloc) {peak / 2**20:7.1f} MiB",
+          f"derive {t_derive:6.2f} s  solve {t_solve:6.2f} s  peak (tracemalloc) {p / 2**20:7.1f} MiB",
           flush=True)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--before", action="store_true", help="also time the pre-issue-17 quadrature")
+    ap.add_argument("--sizes", default=None, help="comma-separated d for the sampling map (default 400,1600)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-gd", action="store_true")
     args = ap.parse_args(argv)
-    rng = np.random.default_rng(0)
-    for D, t in ([(100, 30)] if args.quick else [(100, 30), (400, 10), (400, 30)]):
-        s = np.arange(1, D + 1) ** -1.5
-        bind = dict(Sigma=s, n=2 * D, w=rng.standard_normal(D) / np.sqrt(D), sigma2=0.25, lr=1.0)
-        measure(f"GD risk, power law, d={D}, t={t}, η=1", gd_risk(t), bind)
+    sizes = [int(v) for v in args.sizes.split(",")] if args.sizes else ([200] if args.quick else [400, 1600])
+    sampling_map(sizes, args.repeat, args.before)
+    m = MapModel()
+    mv = sr.var(m.v.T * m.map(sr.GaussianData("X", m.n, m.Sigma)))
     for D in ([400] if args.quick else [400, 1600]):
         bind = dict(Sigma=np.ones(D), n=D, v=np.eye(D)[0], x=np.ones(D), sigma2=0.1, sigmaT2=10.0)
-        measure(f"sampling-map variance, d=n={D}", map_var(), bind)
+        measure(f"sampling-map variance, isotropic, d=n={D}", mv, bind)
+    if not args.skip_gd:
+        rng = np.random.default_rng(0)
+        for D, t in ([(100, 30)] if args.quick else [(100, 30), (400, 10), (400, 30)]):
+            s = np.arange(1, D + 1) ** -1.5
+            bind = dict(Sigma=s, n=2 * D, w=rng.standard_normal(D) / np.sqrt(D), sigma2=0.25, lr=1.0)
+            measure(f"GD risk, power law, d={D}, t={t}, η=1", gd_risk(t), bind)
     print(f"max resident set (whole process): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

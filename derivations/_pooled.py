@@ -1,204 +1,327 @@
-"""Pooled ridge regression on two independent Gaussian blocks (shared by the
+"""Pooled ridge regression on two independent Gaussian groups (shared by the
 recipes ``model_collapse`` and ``bias_amplification``).
 
-Model: block ``k ∈ {1, 2}`` has ``n_k`` rows ``x ~ N(0, Σ_k)`` (``Σ_1``,
-``Σ_2`` arbitrary, possibly non-commuting: a 2-D array binds the full
-matrix) and labels ``y = Xₖ aₖ + εₖ``, ``εₖ ~ N(0, s_k)``. Pooled ridge,
-``N = n₁ + n₂``:
+Model, written as a person writes it (``PooledRidge.expressions``): group
+``k ∈ {1, 2}`` has ``n_k`` rows ``x ~ N(0, Σ_k)`` (``Σ₁``, ``Σ₂`` arbitrary,
+possibly non-commuting: a 2-D array binds the full matrix), labels
+``y_k = X_k w_k + ε_k``, ``ε_k ~ N(0, s_k I)``; one ridge on the stacked data
 
-    ŵ = G (X₁ᵀy₁ + X₂ᵀy₂)/N,   G = (Σ̂ + λ)⁻¹,   Σ̂ = Σ̂₁ + Σ̂₂,  Σ̂ₖ = XₖᵀXₖ/N.
+    X = vstack(X₁, X₂),  y = vstack(y₁, y₂),  N = n₁ + n₂,
+    ŵ = (XᵀX/N + λ)⁻¹ Xᵀy/N,
 
-Test error against a teacher ``c`` under a test covariance ``T`` (excess
-over the test noise): ``E = (ŵ − c)ᵀ T (ŵ − c)``. With ``Δₖ = aₖ − c`` and
-``Σ̂c = (Σ̂ + λ)c − λc``, exactly
+and the per-group test error (excess over the test noise)
 
-    ŵ − c = −λGc + GΣ̂₁Δ₁ + GΣ̂₂Δ₂ + G(X₁ᵀε₁ + X₂ᵀε₂)/N.
+    E_g = (ŵ − w_g)ᵀ Σ_g (ŵ − w_g),   g = 1, 2.
 
-Here ``Δ₁ = 0`` (the test teacher is block 1's teacher; swap the blocks'
-bindings for the other group), so averaging the noise (Wick):
+``sr.deterministic_equivalent(E_g)`` derives it directly from that
+definition (the general one-point law for pooled blocks,
+``(Σ_k X_kᵀX_k/N + λ)⁻¹ ≃ (Σ_k (n_k/N)Σ_k/(1+δ_k) + λ)⁻¹``,
+``δ_k = Tr[Σ_k R]/N``, lifted to the products of two resolvents; labels
+averaged by Wick). Real-only ridge (``n₂ = 0``, which a dimension binding
+cannot be) is derived from its own one-block definition (``E_real_only``).
 
-    E[E] = λ² cᵀGTGc − 2λ cᵀGTGΣ̂₂Δ + ΔᵀΣ̂₂GTGΣ̂₂Δ + (s₁/N)Tr(TGΣ̂₁G) + (s₂/N)Tr(TGΣ̂₂G).
+Independent cross-checks (not used for the tables' theory):
 
-Every term is a **source derivative of a one-point resolvent** (identity
-``∂_z (A + zT)⁻¹ = −(A+zT)⁻¹T(A+zT)⁻¹``): with
+* ``GeneratingFunctions`` — the previous route: the four one-point
+  generating functions of ``R(z, t₁, t₂) = (t₁Σ̂₁ + t₂Σ̂₂ + λ + zT)⁻¹``
+  derived by the engine, their ``z``/``t_k`` derivatives taken by 4th-order
+  finite differences (identity ``∂_z(A + zT)⁻¹ = −(A+zT)⁻¹T(A+zT)⁻¹`` and the
+  exact decomposition ``ŵ − c = −λGc + GΣ̂₂Δ + G(X₁ᵀε₁ + X₂ᵀε₂)/N`` for
+  ``Δ = w₂ − w₁``, ``c = w₁``). Cheap at ``d ≤ 400`` only.
+* ``dense_group_mc`` — plain NumPy draws of ``X₁, X₂, ε₁, ε₂`` (and ``F``
+  for random projections), solve, evaluate ``E_g``.
 
-    R(z, t₁, t₂) = (t₁Σ̂₁ + t₂Σ̂₂ + λ + zT)⁻¹,    G = R(0, 1, 1),
-
-``cᵀGTGc = −∂_z cᵀRc``, ``cᵀGTGΣ̂₂Δ = −∂_z cᵀRΣ̂₂Δ``,
-``ΔᵀΣ̂₂GTGΣ̂₂Δ = −∂_z ΔᵀΣ̂₂RΣ̂₂Δ``, ``Tr(TGΣ̂ₖG) = −∂_{tₖ} Tr(TR)``.
-The one-point equivalents of these four generating functions are derived by
-``sr.deterministic_equivalent`` (the pooled-block law: one ``δₖ`` per block,
-``R ≃ (λ + zT + Σₖ tₖ(nₖ/N)Σₖ/(1+δₖ))⁻¹``) and their derivatives are taken
-numerically (4th-order finite differences, step ``h``: error ``O(h⁴)``,
-bounded by the spread between steps ``h`` and ``2h``).
-
-Why not derive ``E`` directly: two-point products of the pooled resolvent
-(``wᵀGTGw``) do not finish deriving in the engine today (killed after 5 min);
-see the recipes' reports.
+Random projections (ridge on ``XF``, ``F`` a ``d × p`` ``sr.RandomFeatures``):
+``PooledRidge.rp_expressions`` writes the model; the engine refuses it (the
+feature route conditions on ``F`` for one sample covariance only) and the
+recipes record the refusal verbatim (``try_derive``).
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import sympy as sp
 
 import symrmt as sr
 
 
+def single_blas_thread():
+    """One BLAS thread for this process, also when NumPy is already loaded
+    (``symrmt run`` imports it before the recipe): the recipes' matrices are
+    small, and on a shared machine threaded BLAS oversubscribes the cores
+    (measured here under load: 100 draws at d = 100 took 45 s threaded, 0.6 s
+    with one thread). Calls ``*openblas*set_num_threads*`` in every loaded
+    OpenBLAS; does nothing where none is found. Returns how many were set."""
+    import ctypes
+    try:
+        maps = open("/proc/self/maps").read()
+    except OSError:
+        return 0
+    done = 0
+    for path in sorted({ln.split()[-1] for ln in maps.splitlines() if "openblas" in ln.lower() and "/" in ln}):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn(1)
+                done += 1
+                break
+    return done
+
+
 class PooledRidge:
-    """Symbols, the risk expression (simulated by Monte Carlo) and the four
-    one-point generating functions (derived)."""
+    """Symbols, the model as written, and its derived per-group errors."""
 
     def __init__(self):
-        self.n1, self.n2, self.d = sr.dims("n1 n2 d")
-        self.lam, self.z = sr.scalar("lam"), sr.scalar("z")
-        self.t1, self.t2 = sr.scalar("t1"), sr.scalar("t2")
+        self.n1, self.n2, self.d, self.p = sr.dims("n1 n2 d p")
+        self.lam = sr.scalar("lam")
         self.s1, self.s2 = sr.scalar("s1"), sr.scalar("s2")
         d = self.d
         self.Sigma1 = sr.Covariance("Sigma1", d)
         self.Sigma2 = sr.Covariance("Sigma2", d)
-        self.T = sr.Covariance("T", d)            # test covariance
-        self.c = sr.Vector("wT", d)                # test teacher = block-1 teacher
-        self.Delta = sr.Vector("Delta", d)        # block-2 teacher − c
+        self.w1, self.w2 = sr.Vector("w1", d), sr.Vector("w2", d)
         self.N = self.n1 + self.n2
 
-    # ------------------------------------------------------------ the model as written
-    def risk_expression(self, noise=True):
-        """``(ŵ − c)ᵀT(ŵ − c)``, ``ŵ`` the pooled ridge estimator — the
-        expression Monte Carlo samples."""
+    def _data(self):
         X1 = sr.GaussianData("X1", self.n1, self.Sigma1)
         X2 = sr.GaussianData("X2", self.n2, self.Sigma2)
-        y1, y2 = X1 * self.c, X2 * (self.c + self.Delta)
-        if noise:
-            y1 = y1 + sr.GaussianNoise("eps1", self.n1, self.s1)
-            y2 = y2 + sr.GaussianNoise("eps2", self.n2, self.s2)
-        G = ((X1.T * X1 + X2.T * X2) / self.N + self.lam * sr.I(self.d)).inverse()
-        w_hat = G * (X1.T * y1 + X2.T * y2) / self.N
-        return (w_hat - self.c).T * self.T * (w_hat - self.c)
+        y1 = X1 * self.w1 + sr.GaussianNoise("eps1", self.n1, self.s1)
+        y2 = X2 * self.w2 + sr.GaussianNoise("eps2", self.n2, self.s2)
+        return X1, y1, sr.vstack(X1, X2), sr.vstack(y1, y2)
 
-    def generating_expressions(self):
-        X1 = sr.GaussianData("X1", self.n1, self.Sigma1)
-        X2 = sr.GaussianData("X2", self.n2, self.Sigma2)
-        N, c, D = self.N, self.c, self.Delta
-        R = ((self.t1 * X1.T * X1 + self.t2 * X2.T * X2) / N + self.lam * sr.I(self.d) + self.z * self.T).inverse()
-        S2D = X2.T * X2 * D / N
+    def expressions(self):
+        """``{"E_1", "E_2", "E_real_only"}``: the model's errors as written."""
+        X1, y1, X, y = self._data()
+        N, d = self.N, self.d
+        w_hat = (X.T * X / N + self.lam * sr.I(d)).inverse() * X.T * y / N
+        w_real = (X1.T * X1 / self.n1 + self.lam * sr.I(d)).inverse() * X1.T * y1 / self.n1
         return {
-            "cRc": c.T * R * c,
-            "cRS2D": c.T * R * S2D,
-            "DS2RS2D": S2D.T * R * S2D,
-            "TrTR": sr.Tr(self.T * R),
+            "E_1": (w_hat - self.w1).T * self.Sigma1 * (w_hat - self.w1),
+            "E_2": (w_hat - self.w2).T * self.Sigma2 * (w_hat - self.w2),
+            "E_real_only": (w_real - self.w1).T * self.Sigma1 * (w_real - self.w1),
+        }
+
+    def rp_expressions(self):
+        """Random projections: ridge on the features ``XF`` (``F`` a ``d×p``
+        ``sr.RandomFeatures``), ``ŵ = Fâ``; per-group errors as written."""
+        _, _, X, y = self._data()
+        F = sr.RandomFeatures("F", self.d, self.p)
+        Z = X * F
+        a_hat = (Z.T * Z / self.N + self.lam * sr.I(self.p)).inverse() * Z.T * y / self.N
+        w_hat = F * a_hat
+        return {
+            "E_1 (random projections)": (w_hat - self.w1).T * self.Sigma1 * (w_hat - self.w1),
+            "E_2 (random projections)": (w_hat - self.w2).T * self.Sigma2 * (w_hat - self.w2),
         }
 
     def derive(self, log=print):
-        import time
-        self.exprs = self.generating_expressions()
+        self.exprs = self.expressions()
         self.des, self.fns, self.derive_seconds = {}, {}, {}
         for k, e in self.exprs.items():
             t0 = time.perf_counter()
             self.des[k] = sr.deterministic_equivalent(e)
             self.derive_seconds[k] = time.perf_counter() - t0
             self.fns[k] = self.des[k].compile()
-            log(f"  derived {k:<8} in {self.derive_seconds[k]:.2f} s")
+            log(f"  derived {k:<12} in {self.derive_seconds[k]:.2f} s")
         return self.des
 
-    # ------------------------------------------------------------ theory
+    def risk(self, b, key="E_1"):
+        """Compiled equivalent of ``key`` at bindings ``b`` (arrays broadcast;
+        ``n1``, ``n2`` positive integers). ``E_real_only`` ignores group 2."""
+        if key == "E_real_only":
+            b = {k: v for k, v in b.items() if k in ("Sigma1", "n1", "lam", "w1", "s1")}
+        return np.asarray(self.fns[key](**b), dtype=float)
+
+
+def compact_latex(de, model):
+    """Markdown lines with the derived value of ``de`` printed faithfully but
+    abbreviated (display only): the pooled resolvent
+    ``(λ + Σ_k n_kΣ_k/((1+δ_k)N))⁻¹`` written ``R``, ``n₁ + n₂`` written ``N``,
+    each trace ``t_i`` and quadratic form ``f_i`` named, with their definitions
+    and the equations of the ``δ_k`` (``de.latex()`` of the full expression
+    takes minutes to print)."""
+    from symrmt.objects import Form, Tr
+    v = sp.sympify(de.value)
+    R = sp.MatrixSymbol("R", model.d, model.d)
+    invs = {a: R for a in v.atoms(sp.MatPow) if a.exp == -1}
+    invs.update({a: R for a in v.atoms(sp.Inverse)})
+    v = v.xreplace(invs)
+    atoms = sorted(v.atoms(Tr) | v.atoms(Form), key=sp.default_sort_key)
+    names = {a: sp.Symbol(("t" if isinstance(a, Tr) else "f") + f"_{{{i + 1}}}") for i, a in enumerate(atoms)}
+    Nsym = sp.Symbol("N")
+    v = v.xreplace(names).subs(model.n1 + model.n2, Nsym)
+    lines = ["$$" + sp.latex(de.expr) + r"\;\simeq\;" + sp.latex(v) + "$$", "",
+             "where $N=n_1+n_2$, $R=" + sp.latex(next(iter(invs), R)).replace("n_{1} + n_{2}", "N") + "$ and", ""]
+    lines += [f"- ${sp.latex(n)} = {sp.latex(a)}$" for a, n in names.items()]
+    lines += ["", "with $\\delta_k$ solving"]
+    for g in de.groups:
+        for eq in g.equations:
+            tail = "" if isinstance(eq, sp.Equality) else " = 0"
+            lines += ["", "$$" + sp.latex(eq.xreplace(invs)).replace("n_{1} + n_{2}", "N") + tail + "$$"]
+    return lines
+
+
+def try_derive(exprs, log=print):
+    """``(des, refused)`` for a dict of expressions; ``refused`` holds each
+    ``NotImplementedError`` message verbatim (whitespace collapsed)."""
+    des, refused = {}, {}
+    for k, e in exprs.items():
+        t0 = time.perf_counter()
+        try:
+            des[k] = sr.deterministic_equivalent(e)
+            log(f"  derived {k} in {time.perf_counter() - t0:.2f} s")
+        except NotImplementedError as exc:
+            refused[k] = " ".join(str(exc).split())
+            log(f"  REFUSED {k}: {refused[k]}")
+    return des, refused
+
+
+# ------------------------------------------------------------------ the previous route (cross-check)
+class GeneratingFunctions:
+    """The source-derivative route (cross-check only). Bindings use the
+    previous convention: block 1 the tested group, ``T`` its covariance,
+    ``wT`` its teacher, ``Delta`` = other teacher − ``wT`` (``old_bindings``
+    maps from the model's bindings)."""
+
+    def __init__(self):
+        self.n1, self.n2, self.d = sr.dims("n1 n2 d")
+        self.lam, self.z = sr.scalar("lam"), sr.scalar("z")
+        self.t1, self.t2 = sr.scalar("t1"), sr.scalar("t2")
+        d = self.d
+        self.Sigma1, self.Sigma2 = sr.Covariance("Sigma1", d), sr.Covariance("Sigma2", d)
+        self.T = sr.Covariance("T", d)
+        self.c, self.Delta = sr.Vector("wT", d), sr.Vector("Delta", d)
+
+    def derive(self, log=print):
+        X1 = sr.GaussianData("X1", self.n1, self.Sigma1)
+        X2 = sr.GaussianData("X2", self.n2, self.Sigma2)
+        N, c, D = self.n1 + self.n2, self.c, self.Delta
+        R = ((self.t1 * X1.T * X1 + self.t2 * X2.T * X2) / N + self.lam * sr.I(self.d) + self.z * self.T).inverse()
+        S2D = X2.T * X2 * D / N
+        exprs = {"cRc": c.T * R * c, "cRS2D": c.T * R * S2D, "DS2RS2D": S2D.T * R * S2D, "TrTR": sr.Tr(self.T * R)}
+        t0 = time.perf_counter()
+        self.des = {k: sr.deterministic_equivalent(e) for k, e in exprs.items()}
+        self.fns = {k: de.compile() for k, de in self.des.items()}
+        self.derive_seconds = time.perf_counter() - t0
+        log(f"  cross-check route: 4 generating functions derived and compiled in {self.derive_seconds:.2f} s")
+
     def _call(self, key, b, **over):
         import sympy as sp
-        de = self.des[key]
-        names = {getattr(a, "name", None) for a in sp.preorder_traversal(de.expr)}
+        names = {getattr(a, "name", None) for a in sp.preorder_traversal(self.des[key].expr)}
         args = {k: v for k, v in {**b, **dict(z=0.0, t1=1.0, t2=1.0), **over}.items() if k in names}
         return np.asarray(self.fns[key](**args), dtype=float)
 
     def _deriv(self, key, b, var, h):
-        """4th-order finite difference of a generating function in ``var`` at
-        ``z = 0, t = 1``: central in ``t``; one-sided (forward,
-        ``(−25f₀ + 48f₁ − 36f₂ + 16f₃ − 3f₄)/(12h)``) in ``z``, which the engine
-        declares positive."""
+        """4th-order differences: one-sided in ``z`` (declared positive),
+        central in ``t``."""
         if var == "z":
             f = [self._call(key, b, z=k * h) for k in range(5)]
             return (-25 * f[0] + 48 * f[1] - 36 * f[2] + 16 * f[3] - 3 * f[4]) / (12 * h)
         f = lambda x: self._call(key, b, **{var: 1.0 + x})  # noqa: E731
         return (8 * (f(h) - f(-h)) - (f(2 * h) - f(-2 * h))) / (12 * h)
 
-    def risk_terms(self, b, h=None):
-        """The five terms of ``E[E]`` (dict) and their sum, at bindings ``b``
-        (``lam`` may be an array). ``h`` defaults to ``1e-3·λ`` for ``z``
-        (relative to the ridge) and ``1e-3`` for ``t``."""
+    def risk(self, b, scale=1.0):
+        """``λ²cᵀGTGc − 2λcᵀGTGΣ̂₂Δ + ΔᵀΣ̂₂GTGΣ̂₂Δ + Σ_k (s_k/N)Tr(TGΣ̂_kG)``,
+        each term ``−∂`` of a generating function (steps ``1e-3·scale·λ``, ``1e-3·scale``)."""
         lam = np.asarray(b["lam"], dtype=float)
         N = b["n1"] + b["n2"]
-        hz = 1e-3 * float(np.min(lam)) if h is None else h
-        ht = 1e-3 if h is None else h
-        terms = {
-            "bias": lam ** 2 * -self._deriv("cRc", b, "z", hz),
-            "cross": -2 * lam * -self._deriv("cRS2D", b, "z", hz),
-            "shift": -self._deriv("DS2RS2D", b, "z", hz),
-            "noise1": b["s1"] / N * -self._deriv("TrTR", b, "t1", ht),
-            "noise2": b["s2"] / N * -self._deriv("TrTR", b, "t2", ht),
-        }
-        terms["risk"] = sum(terms.values())
-        return terms
-
-    def risk(self, b):
-        return self.risk_terms(b)["risk"]
-
-    def risk_with_error(self, b):
-        """``(risk, |risk(h) − risk(2h)|)``: the second bounds the
-        finite-difference error (4th order: the error at ``h`` is ~1/16 of it)."""
-        lam = float(np.min(np.asarray(b["lam"], dtype=float)))
-        r1 = self.risk_terms(b)["risk"]
-        r2 = self._risk_at(b, 2e-3 * lam, 2e-3)
-        return r1, np.abs(r1 - r2)
-
-    def _risk_at(self, b, hz, ht):
-        lam = np.asarray(b["lam"], dtype=float)
-        N = b["n1"] + b["n2"]
-        return (lam ** 2 * -self._deriv("cRc", b, "z", hz) + 2 * lam * self._deriv("cRS2D", b, "z", hz)
+        hz, ht = 1e-3 * scale * float(np.min(lam)), 1e-3 * scale
+        return (-lam ** 2 * self._deriv("cRc", b, "z", hz) + 2 * lam * self._deriv("cRS2D", b, "z", hz)
                 - self._deriv("DS2RS2D", b, "z", hz) - b["s1"] / N * self._deriv("TrTR", b, "t1", ht)
                 - b["s2"] / N * self._deriv("TrTR", b, "t2", ht))
 
+    def risk_with_error(self, b):
+        """``(risk, |risk(h) − risk(2h)|)`` (the second bounds the step error)."""
+        r1 = self.risk(b)
+        return r1, np.abs(r1 - self.risk(b, scale=2.0))
 
-def dense_risk_mc(b, trials, seed):
-    """Independent dense NumPy Monte Carlo of the pooled ridge excess risk
-    (draw ``X₁, X₂, ε₁, ε₂``, solve, evaluate ``(ŵ−c)ᵀT(ŵ−c)``); 1-D arrays
-    are eigenvalues in the common basis, 2-D arrays full matrices. Returns
-    ``(mean, sem)`` over ``trials`` (per ``lam`` when ``lam`` is an array)."""
+
+def old_bindings(b, group):
+    """The model's bindings (``Sigma1, Sigma2, w1, w2, s1, s2, n1, n2, lam``)
+    in the convention of ``GeneratingFunctions`` for ``E_group``."""
+    g, o = (1, 2) if group == 1 else (2, 1)
+    return dict(Sigma1=b[f"Sigma{g}"], Sigma2=b[f"Sigma{o}"], T=b[f"Sigma{g}"], n1=b[f"n{g}"], n2=b[f"n{o}"],
+                lam=b["lam"], wT=b[f"w{g}"], Delta=np.asarray(b[f"w{o}"]) - np.asarray(b[f"w{g}"]),
+                s1=b[f"s{g}"], s2=b[f"s{o}"])
+
+
+# ------------------------------------------------------------------ independent Monte Carlo
+def _sampler(a):
+    """``draw(rng, n)``: ``n`` rows ``N(0, Σ)`` (``Σ`` eigenvalues (1-D) or the matrix)."""
+    a = np.asarray(a, dtype=float)
+    if a.ndim == 1:
+        r = np.sqrt(a)
+        return lambda rng, n: rng.standard_normal((n, a.size)) * r
+    C = np.linalg.cholesky(a)
+    return lambda rng, n: rng.standard_normal((n, a.shape[0])) @ C.T
+
+
+def _tform(S, e):
+    """``eᵀSe`` (``S`` eigenvalues or matrix)."""
+    return float(e @ (S * e)) if S.ndim == 1 else float(e @ S @ e)
+
+
+def dense_group_mc(b, trials, seed, p=None):
+    """Independent dense NumPy Monte Carlo of ``(E_1, E_2)`` (both from the
+    same draws): draw ``X₁, X₂, ε₁, ε₂`` (and ``F``, ``d×p`` iid ``N(0, 1/p)``,
+    when ``p`` is given: ridge on ``XF``, ``ŵ = Fâ``), solve (Cholesky), evaluate.
+    1-D arrays are eigenvalues in the common basis, 2-D arrays full matrices;
+    ``lam`` a scalar. Returns ``{g: (mean, sem)}``."""
     rng = np.random.default_rng(seed)
-
-    def mat(a):
-        a = np.asarray(a, dtype=float)
-        return np.diag(a) if a.ndim == 1 else a
-
-    S1, S2, T = mat(b["Sigma1"]), mat(b["Sigma2"]), mat(b["T"])
-    R1, R2 = np.linalg.cholesky(S1), np.linalg.cholesky(S2)
-    n1, n2 = int(b["n1"]), int(b["n2"])
-    N = n1 + n2
-    d = S1.shape[0]
-    c, D = np.asarray(b["wT"], float), np.asarray(b["Delta"], float)
-    lams = np.atleast_1d(np.asarray(b["lam"], dtype=float))
-    vals = np.empty((trials, lams.size))
+    S = {1: np.asarray(b["Sigma1"], float), 2: np.asarray(b["Sigma2"], float)}
+    draw = {k: _sampler(S[k]) for k in S}
+    n = {1: int(b["n1"]), 2: int(b["n2"])}
+    N = n[1] + n[2]
+    d = S[1].shape[0]
+    w = {1: np.asarray(b["w1"], float), 2: np.asarray(b["w2"], float)}
+    s = {1: float(b["s1"]), 2: float(b["s2"])}
+    lam = float(b["lam"])
+    vals = np.empty((trials, 2))
     for t in range(trials):
-        X1 = rng.standard_normal((n1, d)) @ R1.T
-        X2 = rng.standard_normal((n2, d)) @ R2.T
-        y1 = X1 @ c + np.sqrt(b["s1"]) * rng.standard_normal(n1)
-        y2 = X2 @ (c + D) + np.sqrt(b["s2"]) * rng.standard_normal(n2)
-        Sh = (X1.T @ X1 + X2.T @ X2) / N
-        rhs = (X1.T @ y1 + X2.T @ y2) / N
-        ev, U = np.linalg.eigh(Sh)
-        r = U.T @ rhs
-        for j, lam in enumerate(lams):
-            e = U @ (r / (ev + lam)) - c
-            vals[t, j] = e @ T @ e
-    return vals.mean(0), vals.std(0, ddof=1) / np.sqrt(trials)
+        Xs, ys = [], []
+        for k in (1, 2):
+            X = draw[k](rng, n[k])
+            Xs.append(X)
+            ys.append(X @ w[k] + np.sqrt(s[k]) * rng.standard_normal(n[k]))
+        X, y = np.vstack(Xs), np.concatenate(ys)
+        if p is not None:
+            F = rng.standard_normal((d, int(p))) / np.sqrt(p)
+            Z = X @ F
+            a = _ridge(Z, y, lam, N)
+            wh = F @ a
+        else:
+            wh = _ridge(X, y, lam, N)
+        for g in (1, 2):
+            vals[t, g - 1] = _tform(S[g], wh - w[g])
+    m, se = vals.mean(0), vals.std(0, ddof=1) / np.sqrt(trials)
+    return {1: (float(m[0]), float(se[0])), 2: (float(m[1]), float(se[1]))}
 
 
-def compare(model, b, trials, seed, d, label, ratio, c_tol, k_tol=4.0):
-    """Theory (derived, finite differences) vs an independent dense NumPy
-    Monte Carlo of ``E`` (``dense_risk_mc``: draw, solve, evaluate) at
-    bindings ``b`` (scalar ``lam``): one ``Row`` (the table's σ² column
-    holds λ) and the finite-difference error bound."""
-    from _common import Row
-    th, fd_err = model.risk_with_error(b)
-    mean, sem = dense_risk_mc(b, trials, seed)
-    row = Row(label, d, ratio, float(b["lam"]), float(th), float(mean[0]), float(sem[0]), trials, c=c_tol, k=k_tol)
-    return row, float(fd_err)
+def _ridge(X, y, lam, N):
+    A = X.T @ X / N
+    A[np.diag_indices_from(A)] += lam
+    L = np.linalg.cholesky(A)
+    return np.linalg.solve(L.T, np.linalg.solve(L, X.T @ y / N))
+
+
+def dense_real_only_mc(b, trials, seed):
+    """Dense Monte Carlo of ridge on group 1 alone: ``(mean, sem)`` of ``E_1``."""
+    rng = np.random.default_rng(seed)
+    S = np.asarray(b["Sigma1"], float)
+    draw = _sampler(S)
+    n = int(b["n1"])
+    w = np.asarray(b["w1"], float)
+    v = np.empty(trials)
+    for t in range(trials):
+        X = draw(rng, n)
+        y = X @ w + np.sqrt(float(b["s1"])) * rng.standard_normal(n)
+        v[t] = _tform(S, _ridge(X, y, float(b["lam"]), n) - w)
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(trials))
 
 
 def eigen_bindings(d, alpha=1.0):

@@ -943,6 +943,9 @@ def worker_pool(workers):
 
 
 def main(argv=None):
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    from _pooled import single_blas_thread
+    single_blas_thread()      # small matrices: threaded BLAS is slower here (derivations/_pooled.py)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="reports/diffusion", help="output directory")
     ap.add_argument("--quick", action="store_true", help="small sizes and few draws (CI)")

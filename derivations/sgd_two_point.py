@@ -14,9 +14,14 @@ SGD iterates simulated from the same definition (``.monte_carlo``) at
 - one-pass: the exact moment recursion (a finite-``d`` identity for Gaussian
   data; for random ``F`` averaged over draws of ``F``): tolerance
   ``4·sem`` (``c = 0``);
-- multi-pass: the Volterra equation with the Gaussian closure of the SGD
-  noise, conditional on each data set, averaged over data sets: tolerance
-  ``4·sem + 4·|th|/d``;
+- multi-pass: the proportional-limit two-point deterministic equivalent of
+  the Volterra equation (``symrmt/dynamics/sgd_equivalent.py``: the
+  resolvent forms ``bᵀG b``, ``w*ᵀΣF G b``, ``Tr(Σ_F Σ̂ G)`` and the
+  two-point ``bᵀG(λ₁)Σ_F G(λ₂)b`` derived by the engine at complex ridges,
+  under contour sums; the SGD-noise feedback a recursion of the node
+  states), with the Gaussian closure of the empirical fourth moment (the one
+  approximation besides first-order equivalence): tolerance
+  ``4·sem + 4·|th|/d`` (deterministic theory, sem of the simulation);
 - full-batch GD (``B = n``): the ``B = n`` curve on one data draw equals
   the ``sr.matrix_function`` GD expression evaluated on that draw (1e-10).
 
@@ -109,8 +114,18 @@ $c_B=\frac{\eta^2(n-B)}{B(n-1)}$, $P=I-\eta\hat\Sigma$:
 $C_{t+1}=PC_tP+c_B\big(L_t\hat\Sigma+\bar g_t\bar g_t^\top+\hat\Sigma C_t\hat\Sigma\big)$, $L_t=L_{GD}(t)+\mathrm{Tr}\,\hat\Sigma C_t$,
 $R_t=R_{GD}(t)+\mathrm{Tr}\,\Sigma_FC_t$ — i.e. the Volterra sums $L_t=L_{GD}(t)+c_B\sum_{s<t}K_L(t-1-s)L_s+\dots$,
 $K_L(k)=\mathrm{Tr}\,\hat\Sigma^2P^{2k}$, $K_R(k)=\mathrm{Tr}\,\Sigma_F\hat\Sigma P^{2k}$. $B=n$: $c_B=0$, full-batch GD exactly.
-Averaged over data sets by Monte Carlo (the proportional-limit equivalent is derived only for GD:
-`SGD.gd_equivalent`, the `sr.matrix_function` route).
+In the eigenbasis of $\hat\Sigma$ the second moment $N=\mathbb E[uu^\top]$, $u=v-\hat\Sigma^+b$, obeys
+$N_{ij}(t+1)=a(s_i,s_j)N_{ij}(t)+c_BL_ts_i\delta_{ij}$, $a(x_1,x_2)=(1-\eta x_1)(1-\eta x_2)+c_Bx_1x_2$, so with
+$H_t(x_1,x_2)=\frac{1-q_1^t-q_2^t+a^t}{x_1x_2}$, $\varphi(x)=a(x,x)$, $g_t(x)=\frac{1-(1-\eta x)^t}{x}$:
+$L_t=\frac{y^\top y}n-2b^\top g_t(\hat\Sigma)b+b^\top\hat\Sigma H_t(\hat\Sigma,\hat\Sigma)b+c_B\sum_{s<t}\mathrm{Tr}[\hat\Sigma^2\varphi(\hat\Sigma)^{t-1-s}]L_s$,
+$R_t=w_*^\top\Sigma w_*+\sigma^2-2w_*^\top\Sigma Fg_t(\hat\Sigma)b+\sum_{ij}H_t(s_i,s_j)b_i(\Sigma_F)_{ij}b_j+c_B\sum_{s<t}\mathrm{Tr}[\Sigma_F\hat\Sigma\varphi(\hat\Sigma)^{t-1-s}]L_s$.
+
+**Deterministic equivalent (derived).** $f(\hat\Sigma)=-\frac1{2\pi i}\oint f(z)(\hat\Sigma-z)^{-1}dz$ on an ellipse around the
+limiting spectrum; the engine derives $\mathrm{DE}[b^\top G(\lambda)b]$, $\mathrm{DE}[w_*^\top\Sigma FG(\lambda)b]$,
+$\mathrm{DE}[\mathrm{Tr}(\Sigma_F\hat\Sigma G(\lambda))]$, $\mathrm{DE}[\mathrm{Tr}(\hat\Sigma G(\lambda))]$ and the two-point
+$\mathrm{DE}[b^\top G(\lambda_1)\Sigma_FG(\lambda_2)b]$ at complex ridges $\lambda=-z$; the double sum over nodes gives the
+two-point forcing, the Volterra sums a recursion of the node states $S_j(t+1)=\varphi(z_j)S_j(t)+L_t$.
+The contour sums are checked on the nested half grid (refused beyond tolerance).
 """
 
 

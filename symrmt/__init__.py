@@ -48,3 +48,5 @@ def __dir__():
 
 
 _LAZY["SGD"] = ".dynamics"; __all__.append("SGD")   # SGD learning curves (symrmt/dynamics), lazy
+from .objects.roots import df_inverse  # noqa: E402  (root of Tr[K(K+ν)⁻¹] = t; CorrGCV)
+__all__.append("df_inverse")

@@ -1,6 +1,16 @@
 """Shared pytest configuration: long Monte Carlo runs are marked ``slow`` and
-skipped unless ``--runslow`` is given (CI runs the default suite)."""
-import pytest
+skipped unless ``--runslow`` is given (CI runs the default suite).
+
+One BLAS thread for the suite and the recipes it runs as subprocesses: the
+matrices in tests are small, and threaded BLAS on them is slower even on an
+idle 2-core machine (the diffusion recipe's quick run: 120 s threaded, 87 s
+with one thread). A value set by the caller is kept."""
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
 
 
 def pytest_addoption(parser):

@@ -47,7 +47,7 @@ def test_derive_latex_with_declarations():
 @pytest.mark.parametrize("expr, fragments", [
     ("ntr(Sigmaa*G)", ["unknown name 'Sigmaa'", "did you mean Sigma"]),
     ("__import__('os').system('echo hacked')", ["expression:"]),
-    ("var(ntr(Sigma*G))", ["cannot derive", "Tr[Sigma*"]),
+    ("var(ntr(Sigma*G*Sigma*G*Sigma*G))", ["cannot derive", "Tr[Sigma*", "3 resolvents"]),
 ])
 def test_derive_user_errors(expr, fragments):
     out = symrmt("derive", expr)

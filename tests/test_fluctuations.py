@@ -213,10 +213,14 @@ U = sr.Vector("u", d)
 A = sr.Covariance("A", d)
 
 
+Bn = sr.Deterministic("Bn", d, d)
+
+
+# Tr[AG], Tr[GAG], Tr[G(λ₁)G(λ₂)] are derived now (tests/test_fluct_general.py); these still refuse
 @pytest.mark.parametrize("expr, name", [
-    (sr.var(sr.Tr(Sigma * G(lam))), "Sigma"),
-    (sr.var(sr.ntr(A * G(lam))), "A"),
-    (sr.var(sr.Tr(G(lam) * G(lam2))), "lam2"),
+    (sr.var(sr.Tr(G(lam) * A * G(lam2) * Sigma)), "lam2"),
+    (sr.var(sr.Tr(G(lam) * Bn * G(lam) * A)), "Bn"),
+    (sr.var(sr.ntr(Sh * A * G(lam) * Sigma)), "A"),
     (sr.var(sr.ntr(sr.sqrt(Sh + lam * sr.I(d)))), "1/2"),
     (sr.cov(sr.Tr(G(lam)), U.T * G(lam) * U), "u.T"),
     (sr.var(sr.Tr(G(lam)) + U.T * G(lam) * U), "u.T"),

@@ -36,4 +36,6 @@ def test_autofpt_quick_and_non_commuting(tmp_path):
         assert abs(r["engine"] - r["mc"]) <= r["tol"]
         shortcut_tol = 4 * r["sem"] + 6 * abs(r["shortcut"]) / r["d"]
         assert abs(r["shortcut"] - r["mc"]) > shortcut_tol
-    assert set(summary["checks"]["derivation times"]["times"]) >= {"mp_trace", "subordination_trace"}
+    timing = summary["checks"]["derivation times vs auto-fpt"]
+    assert set(timing["times"]) >= {"mp_trace", "subordination_trace"}
+    assert timing["autofpt"]["looked_up"] and timing["autofpt"]["not_run"]

@@ -39,10 +39,11 @@ def test_quick_run_through_the_cli(name, tmp_path):
         cf = summary["checks"]["closed form (arXiv:2405.00592), independent NumPy"]
         assert cf["passed"] and cf["worst_rel"] < 1e-8
     if name == "corr_gcv":
-        # the K-correlated label noise is refused by the engine (reported, not typed in)
-        assert all(k.startswith("K-noise") for k in summary["refused"])
+        # K-correlated label noise derives (sample-side sources) and CorrGCV with it (sr.df_inverse)
+        assert not summary["refused"]
         qs = {r["quantity"] for r in summary["rows"]}
-        assert {"gcv - risk [AR(1) ρ=0.5]", "risk [exp ξ=3]"} <= qs
+        assert {"gcv - risk [AR(1) ρ=0.5]", "risk [exp ξ=3]", "K-noise corrgcv - risk [AR(1) ρ=0.5]",
+                "K-noise train [exp ξ=3]"} <= qs
 
 
 def test_listed_by_symrmt_run():

@@ -63,9 +63,14 @@ Tr(Σ̂C_t)``, ``R_t = R_GD(t) + Tr(Σ_F C_t)`` — unrolled, the Volterra sums
 ``L_t = L_GD(t) + c_B Σ_{s<t} K_L(t−1−s) L_s + …``, ``K_L(k) = Tr(Σ̂²P^{2k})``,
 ``K_R(k) = Tr(Σ_FΣ̂P^{2k})``. ``B = n`` gives ``c_B = 0``: the curve is
 full-batch GD, exactly. ``R_GD``, ``L_GD`` are exact on the data set; the
-curve is averaged over data sets by Monte Carlo (``trials``). Its
-proportional-limit deterministic equivalent is derived only for GD
-(:meth:`SGD.gd_equivalent`, the engine's ``sr.matrix_function`` route).
+curve is averaged over data sets by Monte Carlo (``theory(method=
+"conditional")``). The default, ``theory(method="equivalent")``, is the
+proportional-limit two-point deterministic equivalent of the same closed
+recursion (:mod:`symrmt.dynamics.sgd_equivalent`: resolvent forms and the
+two-point ``bᵀG(λ₁)Σ_F G(λ₂)b`` derived by the engine at complex ridges,
+under contour sums; linear or random ``F``, ``w_0 = 0``); at ``B = n`` it is
+the engine's GD equivalent (:meth:`SGD.gd_equivalent`, the
+``sr.matrix_function`` route).
 Stability: ``η·max s < 2`` and the recursion of ``diag(C)`` in the ``V``
 basis, ``A = diag((1−ηs)² + c_B s²) + c_B s sᵀ``, has spectral radius ``< 1``;
 otherwise :class:`StabilityError` (simulated runs that diverge raise it too).
@@ -79,7 +84,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import sympy as sp
 
 from ..montecarlo import MonteCarloResult
 
@@ -94,7 +98,9 @@ class StabilityError(ValueError):
 class SGDCurve:
     """Theory curve on the step grid ``t``: ``risk`` = E[R(t)], ``train`` =
     E[L(t)] (one-pass: equal to ``risk``). ``risk_sem``/``train_sem`` are the
-    standard errors of averages over ``F`` or data draws (0 when exact)."""
+    standard errors of averages over ``F`` or data draws (0 when exact or
+    deterministic); ``quad_error`` (multi-pass equivalent) the estimated
+    contour-quadrature error."""
     t: np.ndarray
     risk: np.ndarray
     train: np.ndarray
@@ -102,6 +108,7 @@ class SGDCurve:
     train_sem: np.ndarray
     method: str
     draws: int = 0
+    quad_error: np.ndarray = None
 
 
 @dataclasses.dataclass
@@ -192,6 +199,8 @@ class SGD:
         ``"homogenized"`` (module docstring).
     """
 
+    StabilityError = StabilityError
+
     def __init__(self, Sigma, target, noise=0.0, *, lr, batch=1, passes="one", n=None,
                  features=None, w0=None, closure="gaussian"):
         if closure not in ("gaussian", "homogenized"):
@@ -263,6 +272,24 @@ class SGD:
             self._check_stability_fixed()
 
     # ------------------------------------------------------------- basics
+    @staticmethod
+    def steps(t):
+        """The step grid ``t`` as non-negative integers (``ValueError`` otherwise)."""
+        return _as_steps(t)
+
+    def risk(self, t):
+        """The test risk ``R(v_t)`` on the grid ``t`` as a Monte Carlo
+        estimand: ``sr.monte_carlo(sgd.risk(t), trials, seed)`` simulates the
+        iterates of this definition (``symrmt/montecarlo/sgd_node.py``)."""
+        from ..montecarlo.sgd_node import SGDEstimand
+        return SGDEstimand(self, t, "risk")
+
+    def train(self, t):
+        """The train error on the grid ``t`` as a Monte Carlo estimand
+        (multi-pass: ``|Zv_t − y|²/n``; one-pass: the loss on a fresh batch)."""
+        from ..montecarlo.sgd_node import SGDEstimand
+        return SGDEstimand(self, t, "train")
+
     @property
     def random_features(self):
         return isinstance(self.F, int)
@@ -326,18 +353,26 @@ class SGD:
         return cB
 
     # ------------------------------------------------------------- theory
-    def theory(self, t, *, trials=100, seed=0, features=None, data=None):
+    def theory(self, t, *, trials=100, seed=0, features=None, data=None, method=None):
         """``E[R(t)]`` and ``E[L(t)]`` on the step grid ``t``.
 
         One-pass, fixed ``F`` or linear: the exact recursion (no draws).
         One-pass, random ``F``: the exact recursion conditional on each of
         ``trials`` draws of ``F`` (or on the given ``features`` list),
-        averaged. Multi-pass: the Volterra equation conditional on each of
+        averaged. Multi-pass: ``method="equivalent"`` (default) the
+        proportional-limit two-point deterministic equivalent of the
+        Volterra equation (:mod:`symrmt.dynamics.sgd_equivalent`; linear or
+        random ``F``, ``w_0 = 0``; deterministic, no draws); ``method=
+        "conditional"`` the same closed recursion conditional on each of
         ``trials`` data sets (or the given ``data`` list of ``(X, eps)`` or
-        ``(X, eps, F)``), averaged; sem over the draws."""
+        ``(X, eps, F)``), averaged, sem over the draws. Both use the
+        ``closure`` of the SGD noise (module docstring): an approximation
+        except at ``B = n``."""
         steps = _as_steps(t)
         rng = np.random.default_rng(seed)
         if self.passes == "one":
+            if method not in (None, "exact"):
+                raise ValueError(f"method: one-pass curves are exact recursions (method=None), got {method!r}")
             if not self.random_features:
                 lam, m0, s2 = self.reduced(self.F)
                 r = _onepass_curve(lam, m0, s2, self.lr, self.batch, steps)
@@ -351,6 +386,16 @@ class SGD:
                 self._check_onepass(lam)
                 curves.append(_onepass_curve(lam, m0, s2, self.lr, self.batch, steps))
             return self._average(steps, curves, curves, "one-pass exact recursion given F, averaged over F")
+        method = "equivalent" if method is None else method
+        if method not in ("equivalent", "conditional"):
+            raise ValueError(f"method: 'equivalent' or 'conditional' for multi-pass SGD, got {method!r}")
+        if method == "equivalent":
+            if data is not None or features is not None:
+                raise ValueError("data, features: the equivalent is deterministic (method='conditional' takes draws)")
+            R, L, err = self.equivalent(steps)
+            z = np.zeros(len(steps))
+            return SGDCurve(steps, R, L, z, z.copy(), f"multi-pass two-point deterministic equivalent "
+                            f"({self.closure} closure)", 0, quad_error=err)
         draws = data if data is not None else self._draw_data(rng, int(trials))
         R, L = [], []
         for i in range(0, len(draws), 16):
@@ -363,6 +408,35 @@ class SGD:
             L.extend(l)
         return self._average(steps, R, L, f"multi-pass Volterra ({self.closure} closure) given the data "
                                           "set, averaged over data sets")
+
+    def equivalent(self, t, *, nodes=None, rtol=1e-10):
+        """Multi-pass curves from the two-point deterministic equivalent
+        (:class:`~symrmt.dynamics.sgd_equivalent.MultiPassEquivalent`):
+        ``(risk, train, quad_error)`` on the grid ``t``. Linear regression or
+        random ``F`` (``features=p``), ``w_0 = 0``; otherwise
+        ``NotImplementedError``."""
+        from .sgd_equivalent import MultiPassEquivalent
+        if self.passes != "multi":
+            raise ValueError("equivalent: defined for passes='multi' (one-pass curves are exact: use theory)")
+        if self.F is not None and not self.random_features:
+            raise NotImplementedError("equivalent: a fixed feature matrix F is not a random object of the engine; "
+                                      "use features=p (random F) or method='conditional'")
+        if np.any(self.w0 != 0):
+            raise NotImplementedError("equivalent: derived for w0 = 0 (the GD mean g_t(Σ̂)b); "
+                                      "use method='conditional'")
+        steps = _as_steps(t)
+        if self.Sigma.ndim == 1:
+            s, w = self.Sigma, self.target
+        else:                                   # the law of the data is rotation invariant: Σ's eigenbasis
+            s, U = np.linalg.eigh(self.Sigma)
+            s, w = np.clip(s, 0, None), U.T @ self.target
+        key = (int(steps.max()), nodes, rtol)
+        cache = self.__dict__.setdefault("_equivalents", {})
+        eq = cache.get(key)
+        if eq is None:
+            eq = cache[key] = MultiPassEquivalent(s, w, self.noise, self.n, features=self.F, lr_max=self.lr,
+                                                  t_max=int(steps.max()), nodes=nodes, rtol=rtol)
+        return eq.curve(steps, self.lr, self.batch, closure=self.closure)
 
     @staticmethod
     def _average(steps, R, L, method):
@@ -455,14 +529,14 @@ class SGD:
         (multi-pass, ``B = n``, linear, ``w_0 = 0``): the engine's
         ``sr.matrix_function`` route, ``w_t = g_t(Σ̂)Xᵀy/n``,
         ``g_t(x) = (1 − (1 − ηx)^t)/x``; returns ``(risk, train)`` arrays.
-        ``train=False``: the risk only (train entries NaN). Multi-pass SGD with
-        ``B < n`` (the Volterra noise term) has no
-        equivalent here: ``NotImplementedError``."""
+        ``train=False``: the risk only (train entries NaN). ``B < n`` (the
+        Volterra noise term): ``NotImplementedError`` here — see
+        :meth:`equivalent`."""
         if self.passes != "multi" or self.batch != self.n:
             raise NotImplementedError(
-                "gd_equivalent: the multi-pass SGD noise term c_B Σ_s K(t−1−s) L_s has no deterministic "
-                "equivalent here (matrix_function refuses a symbolic step count t, and the contour route "
-                "loses precision at long times); only B = n (full-batch GD) is derived")
+                "gd_equivalent: the multi-pass SGD noise term c_B Σ_s K(t−1−s) L_s is not a matrix function "
+                "of Σ̂ (this route is full-batch GD, B = n, only); its equivalent is SGD.equivalent / "
+                "theory(method='equivalent')")
         if self.F is not None or np.any(self.w0 != 0):
             raise NotImplementedError("gd_equivalent: linear model with w0 = 0 only "
                                       "(matrix_function of a feature-space core is refused by the engine)")
@@ -503,44 +577,20 @@ class SGD:
         return np.array(risk), np.array(trains)
 
     # ------------------------------------------------------------- simulation
-    def monte_carlo(self, t, *, trials=100, seed=0, chunk=None):
+    def monte_carlo(self, t, *, trials=100, seed=0, executor=None, progress=False):
         """Simulate the SGD iterates from the definition: ``trials``
-        independent runs (fresh data/features/batches per run); returns
+        independent runs (fresh data/features/batches per run) through
+        ``sr.monte_carlo``'s SGD estimand (``symrmt/montecarlo/sgd_node.py``;
+        ``sr.monte_carlo(self.risk(t))`` gives the risk alone); returns
         :class:`SGDMonteCarlo` with the exact test risk ``R(v_t)`` and the
         train error (multi-pass: ``|Zv_t − y|²/n``; one-pass: the loss on the
-        next fresh batch, whose mean is ``E[R(v_t)]``)."""
+        next fresh batch, whose mean is ``E[R(v_t)]``) of the same runs."""
+        from ..montecarlo.sgd_node import run_sgd
         steps = _as_steps(t)
-        trials = int(trials)
-        if trials < 2:
-            raise ValueError(f"trials: at least 2 runs are needed for a standard error, got {trials}")
-        rng = np.random.default_rng(seed)
-        chunk = chunk or max(1, min(trials, int(2e7 // max(1, self.batch * self.d * self.p))))
-        R, L = [], []
-        done = 0
-        while done < trials:
-            k = min(chunk, trials - done)
-            with np.errstate(over="ignore", invalid="ignore"):   # diverging runs: reported below
-                r, l = self._simulate(rng, k, steps)
-            R.append(r)
-            L.append(l)
-            done += k
-        R, L = np.concatenate(R), np.concatenate(L)
-        bad = ~np.all(np.isfinite(R) & (np.abs(R) < 1e150), axis=1)
-        if np.any(bad):
-            raise StabilityError(
-                f"lr: η = {self.lr:g} is beyond the stability limit of {self.passes}-pass SGD with B = "
-                f"{self.batch}: {int(bad.sum())} of {trials} simulated runs diverged (the iteration's "
-                "spectral radius ≥ 1)")
-        sym = sp.Symbol(f"SGD_{self.passes}_pass")
-
-        def result(a, what):
-            ok = np.all(np.isfinite(a), axis=1)
-            a = a[ok]
-            m = a.shape[0]
-            return MonteCarloResult(sp.Symbol(f"{what}({sym})"), a.mean(0), a.std(0, ddof=1) / np.sqrt(m),
-                                    a.std(0, ddof=1), m, seed, grid={"t": steps}, shape=steps.shape,
-                                    nonfinite=trials - m)
-        return SGDMonteCarlo(steps, result(R, "risk"), result(L, "train"))
+        if not (isinstance(trials, (int, np.integer)) and trials >= 2):
+            raise ValueError(f"trials: at least 2 runs are needed for a standard error, got {trials!r}")
+        out = run_sgd(self, steps, int(trials), seed, executor, progress)
+        return SGDMonteCarlo(steps, out["risk"], out["train"])
 
     def _sample_x(self, rng, shape):
         g = rng.standard_normal(shape + (self.d,))

@@ -8,7 +8,8 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 from ..objects import Form, Tr
 from ..objects.matrices import GaussianData, random_symbols
 from ..objects.ops import Cov, Var, as_scalar
-from .covariance import cov_value
+from .covariance import cov_value, mean_value
+from . import sample_side
 from .engine import ASSUMPTIONS, Engine
 from .result import DeterministicEquivalent
 from .simplify import tidy
@@ -65,11 +66,16 @@ def deterministic_equivalent(expr) -> DeterministicEquivalent:
     Raises ``NotImplementedError`` naming the sub-expression the engine cannot
     derive — it never returns a formula it cannot justify.
     """
-    e = pull_random_scalars(as_scalar(expr))
+    e, roots = sample_side.extract_roots(as_scalar(expr))     # sr.df_inverse(K, t): placeholders
+    e = pull_random_scalars(e)
     vmode = _variance_mode(e)
     eng = Engine(variance_mode=vmode)
     atoms = random_atoms(e)
     value = _value(eng, e, atoms)
+    if roots:
+        value, e = sample_side.resolve_roots(
+            eng, value, e, roots, lambda t: _value(eng, pull_random_scalars(t), random_atoms(pull_random_scalars(t))))
+    _drop_orphan_groups(eng, value, e)
     naming = eng.reg.naming()
     value = tidy(value.xreplace(naming))
     groups = []
@@ -85,6 +91,25 @@ def deterministic_equivalent(expr) -> DeterministicEquivalent:
         assumptions.append("variances/covariances at second order: both Wick pairings for real Gaussian data")
     _guard_deterministic(value, groups)
     return DeterministicEquivalent(expr=e, value=value, groups=groups, assumptions=assumptions)
+
+
+def _drop_orphan_groups(eng, value, expr):
+    """Unknowns at an integration variable that the value no longer contains
+    (their integrals cancelled exactly: means of same-copy products against
+    cross-copy ones, ``covariance.mean_value``) are dropped with their
+    equations; groups at parameters of the expression are always kept."""
+    groups = eng.reg._groups
+    used = set(value.atoms(sp.Symbol))
+    for g in groups.values():      # an unknown another group's equations use is kept
+        g = g["group"]
+        for ex in (*g.equations, sp.sympify(g.z)):
+            used |= ex.atoms(sp.Symbol) - set(g.unknowns)
+    params = expr.atoms(sp.Symbol)
+    for key in list(groups):
+        g = groups[key]["group"]
+        z_vars = sp.sympify(g.z).atoms(sp.Symbol) - params
+        if z_vars and not (set(g.unknowns) & used):
+            del groups[key]
 
 
 def _value(eng, e, atoms):
@@ -157,7 +182,8 @@ def _product_of_words(eng, c, atoms):
         for ci, wi in combo:
             coeff *= ci
             words.append(wi)
-        total += eng.term_value(coeff, words)
+        # variance mode: same-copy products as means + connected parts (covariance.mean_value)
+        total += mean_value(eng, coeff, words) if eng.variance_mode else eng.term_value(coeff, words)
     return total
 
 

@@ -20,7 +20,7 @@ from ..rewrite import canonical
 from ..rewrite.expand import expand
 from ..rewrite.letters import An, Bare, Det, Fn, GRes, Rand, Res, word_matrix, word_sources
 from ..rewrite.wick import check_mean_independence, split_means, wick
-from . import features, general_law, rules, spectral_fn
+from . import features, general_law, rules, sample_side, spectral_fn
 from .laws import Registry
 from .output import words_to_scalar
 from .result import DeterministicEquivalent
@@ -117,7 +117,17 @@ class Engine:
         st = canonical.step(word)
         if st is not None:
             return [t for c, w in st for t in self._scaled(c, self.reduce(w))]
-        return [t for c, ws in self.average_one(word) for t in self._scaled(c, self.reduce_product(ws))]
+        # a rule that hands back the word it was given (directly or through others) would
+        # recurse without end: refuse it by name instead
+        active = self.__dict__.setdefault("_active", set())
+        if word in active:
+            raise NotImplementedError(f"cannot average E[Tr[{canonical_str(word)}]]: the rules return it "
+                                      "unchanged (no equivalent for this word)")
+        active.add(word)
+        try:
+            return [t for c, ws in self.average_one(word) for t in self._scaled(c, self.reduce_product(ws))]
+        finally:
+            active.discard(word)
 
     def reduce_product(self, words):
         out = [(sp.S.One, ())]
@@ -137,6 +147,9 @@ class Engine:
             return general_law.average(word, self.reg, self.variance_mode, canonical_str)
         if not getattr(self, "_features_legacy", False) and features.involves_features(word):
             return features.average_one(self, word)   # random features: nested conditioning
+        if sample_side.applies(word):
+            # X outside XᵀX (XᵀMX, selectors, K-correlated noise, mixed Gram/data): sample-side sources
+            return sample_side.average(self, word, canonical_str)
         res = [(i, l) for i, l in enumerate(word) if isinstance(l, Res)]
         if res:
             core = res[0][1].core
@@ -170,6 +183,9 @@ class Engine:
                 s1 = rules._SideAt(self.reg.side(core, l1.z), l1.z)
                 s2 = rules._SideAt(self.reg.side(core, l2.z), l2.z)
                 return rules.two_point(word, i, j, s1, s2, self.variance_mode)
+            if core.side == "data" and core.data.correlated and core.ddof is None and not self.variance_mode:
+                # correlated rows (K): the lift with sample-side sources (equivalence/sample_side.py)
+                return sample_side.average_core(self, word, core.data, canonical_str)
             if core.side != "data" or core.data.correlated:
                 raise NotImplementedError(
                     f"{len(mine)} resolvents of {core} in one trace ({canonical_str(word)}): "

@@ -33,7 +33,9 @@ The rules, each a small function below that states its identity:
 6. :func:`_integration_ridges` — a ridge ``g(θ) = a + b·h(θ)`` along an
    integration variable is named ``z_j`` (``h(θ) ↦ (z_j − a)/b``) and a
    compound factor shared by ``a`` and ``b`` (the edge ``x₊`` of a contour)
-   is named too; integrands get rules 1, 3 and per-factor tidying only, so
+   is named too; on a default ellipse (Joukowski image of the circle
+   ``ζ_j = ρe^{iθ_j}``) ``ζ_j``, ``ρ`` and the shape ``A`` are named and
+   ``e^{±iθ_j}`` is written through ``ζ_j``; integrands get rules 1, 3 and per-factor tidying only, so
    that ``g(z)`` such as ``(1 − ηz)^t`` is never expanded.
 
 Each optional rewriting is kept only if it is shorter (``count_ops``). Unknowns
@@ -117,6 +119,12 @@ def gamma_symbol(kappas):
     idx = "".join(_index(k) for k in kappas)
     sub = ",".join(_index(k) for k in kappas) if any(len(_index(k)) > 1 for k in kappas) else idx
     return Named("gamma" + (f"_{idx}" if idx else ""), r"\gamma" + (f"_{{{sub}}}" if sub else ""), real=True)
+
+
+def zeta_symbol(kappa):
+    """``ζ_j = ρe^{iθ_j}``: the point on the circle whose Joukowski image is ``z_j``."""
+    i = _index(kappa)
+    return Named(f"zeta_{i}" if i else "zeta", rf"\zeta_{{{i}}}" if i else r"\zeta")
 
 
 def ridge_symbol(kappa):
@@ -345,6 +353,7 @@ class _Context:
         self.R = {k: resolvent_symbol(k, self.d) for k in self.kappas} if self.Sigma is not None else {}
         self.cache = {}
         self.contour_names = {}
+        self.zetas = {}
         self.rich = True
         self.gamma_defs = {}
         self._index_maps = None
@@ -860,7 +869,8 @@ def _integration_ridges(ctx):
     substitution ``h(θ_j) ↦ (z_j − a)/b`` is exact given ``z_j = g(θ_j)``. A
     compound factor common to ``a`` and ``b`` (the spectral edge
     ``x₊ = ‖Σ‖(1+√(d/n))²`` of a contour) is named too (``ctx.contour_names``)."""
-    out, names = {}, {}
+    from .spectral_fn import ContourScale
+    out, names, shape, zetas = {}, {}, {}, {}
     for g in ctx.groups:
         if g.kind != "wishart":
             continue
@@ -878,8 +888,34 @@ def _integration_ridges(ctx):
             names.setdefault(E, Named("x_edge" if not names else f"x_edge{len(names)}", r"x_{+}"))
         zs = ridge_symbol(g.unknowns[0])
         out[g.unknowns[0]] = (zs, h, (zs - a) / b, z, thetas[0])
-    ctx.contour_names = {sym: val for val, sym in names.items()}
+        if z.atoms(ContourScale):     # an ellipse (Joukowski map of the circle ζ = ρe^{iθ})
+            A = sorted(z.atoms(ContourScale), key=sp.default_sort_key)[0]
+            zetas[thetas[0]] = (zeta_symbol(g.unknowns[0]), A + sp.sqrt(A ** 2 - 1))
+        # a default ellipse's shape A (ContourScale) and ρ = A + √(A² − 1) are named too
+        for A in sorted(z.atoms(ContourScale), key=sp.default_sort_key):
+            k = sum(1 for v in shape.values() if v.name.startswith("rho_c"))
+            sfx = "" if not k else str(k)
+            shape.setdefault(A + sp.sqrt(A ** 2 - 1), Named(f"rho_c{sfx}", r"\varrho" + (f"_{{{sfx}}}" if sfx else "")))
+            shape.setdefault(A, Named(f"A_c{sfx}", "A" + (f"_{{{sfx}}}" if sfx else "")))
+    # outermost first: ρ and A contain the edge, so they are substituted before it
+    ctx.contour_names = {sym: val for val, sym in list(shape.items()) + list(names.items())}
+    ctx.zetas = zetas
     return out
+
+
+def _zeta_display(e, ctx):
+    """On an ellipse ``z = a + b(ζ + 1/ζ)``, ``ζ = ρe^{iθ}``: ``e^{±iθ}`` written
+    through ``ζ`` (after ``ρ`` is named), so the integrand reads in ``ζ``."""
+    rep = {}
+    for th, (zeta, rho) in getattr(ctx, "zetas", {}).items():
+        rho = _rho_symbol(ctx, rho)
+        rep[sp.exp(sp.I * th)] = zeta / rho
+        rep[sp.exp(-sp.I * th)] = rho / zeta
+    return e.xreplace(rep) if rep else e
+
+
+def _rho_symbol(ctx, rho):
+    return next(sym for sym, val in ctx.contour_names.items() if val == rho)
 
 
 def _tidy_factors(e, zs):
@@ -966,6 +1002,7 @@ def _present_piece(e, ctx, ridges, light=False):
             e = _tidy_factors(e, [r[0] for r in ridges.values()])
         for sym, val in ctx.contour_names.items():
             e = e.subs(val, sym)
+        e = _zeta_display(e, ctx)
         return e.xreplace({v: k for k, v in frozen.items()})
     # 3b. an equation with two sizes (random features): λ eliminated, γ of the two sizes
     two = two_size_gamma(e, ctx) if not frozen else None
@@ -1143,12 +1180,13 @@ def _index_maps(ctx):
     if getattr(ctx, "_index_maps", None) is None:
         from ..objects.symbols import Scalar
         kj, rj, zj = Scalar("kappa_j", positive=True), MatrixSymbol("R_j", ctx.d, ctx.d), Named("z_j", "z_{j}")
+        zetaj = Named("zeta_j", r"\zeta_{j}")
         rep, idx = {}, {}
         for k in ctx.kappas:
             i = _index(k)
             if not i:
                 continue
-            objs = [(k, kj), (ridge_symbol(k), zj)] + ([(ctx.R[k], rj)] if k in ctx.R else [])
+            objs = [(k, kj), (ridge_symbol(k), zj), (zeta_symbol(k), zetaj)] + ([(ctx.R[k], rj)] if k in ctx.R else [])
             for o, g in objs:
                 rep[o] = g
                 idx[o] = i
@@ -1160,7 +1198,7 @@ def _generic(e, ctx):
     """``e`` with every indexed object (``κ_i``, ``R_i``, ``z_i``, ``θ_i``) at a generic index ``j``."""
     rep = dict(_index_maps(ctx)[0])
     for a in sp.sympify(e).free_symbols:
-        if isinstance(a, sp.Dummy) and a.name.startswith("theta"):
+        if isinstance(a, sp.Dummy) and a.name.lstrip("_").startswith("theta"):
             rep[a] = sp.Symbol("theta_j")
     return e.xreplace(rep)
 
@@ -1242,10 +1280,18 @@ def _definitions(value, ctx, ridges):
             zd = z
             for sym, val in ctx.contour_names.items():
                 zd = zd.subs(val, sym)
-            defs.append((zs_, zd))
+            defs.append((zs_, _zeta_display(zd, ctx)))
             rules[zs_] = z
-    for sym, val in ctx.contour_names.items():
-        defs.append((sym, val))
+            if th in getattr(ctx, "zetas", {}):
+                zeta, rho = ctx.zetas[th]
+                defs.append((zeta, _rho_symbol(ctx, rho) * sp.exp(sp.I * th)))
+                rules[zeta] = rho * sp.exp(sp.I * th)
+    items = list(ctx.contour_names.items())
+    for i, (sym, val) in enumerate(items):
+        shown = val.args[0] if type(val).__name__ == "ContourScale" else val    # the marker is the identity
+        for s2, v2 in items[i + 1:]:      # later names inside earlier definitions (ρ in terms of A)
+            shown = shown.subs(v2, s2)
+        defs.append((sym, shown))
         rules[sym] = val
     return defs, rules
 

@@ -11,16 +11,22 @@ compiled quadrature sees a finite interval:
   order of ``a`` and ``b``.
 * an analytic ``g`` (``An`` letter): the Cauchy integral
   ``g(x) = ∮ g(z)(z − x)⁻¹ dz/2πi`` with ``(z − x)⁻¹ = −(x − z)⁻¹``, i.e. the
-  resolvent at ``λ = −z``, on the circle ``z(θ) = c₀ + r e^{iθ}``,
-  ``θ ∈ [0, 2π]``: weight ``−(r/2π) e^{iθ} g(z(θ))``. By default the circle
-  encloses ``[0, x₊]``, ``c₀ = x₊/2``, ``r = 0.6 x₊`` (it crosses the real
-  axis at ``−0.1x₊`` and ``1.1x₊``), with ``x₊`` a bound on the edge of the
-  limiting spectrum computed from ``Σ`` (``An.circle``: iid rows
-  ``x₊ = u(1 + Tr[Σ(u−Σ)⁻¹]/m)``, ``u = ‖Σ‖ + √(Tr Σ²/m)``, exact for
-  ``Σ = sI``; with ``K`` the cruder ``‖Σ‖‖K‖(1+√(d/m))²``), so that
-  ``(1 − ηz)^t`` of gradient descent stays moderate on it for ``η`` up to
-  ``1/edge``. Quadrature nodes are evaluated in chunks of bounded size
-  (``numerics.quadrature.POINTS``).
+  resolvent at ``λ = −z``, ``θ ∈ [0, 2π]``. By default on the ellipse
+  (:func:`ellipse`) ``z(θ) = m + h(ρe^{iθ} + e^{−iθ}/ρ)/2`` with foci ``0``
+  and ``x₊`` (``m = h = x₊/2``), weight ``−(h/4π)(ρe^{iθ} − e^{−iθ}/ρ) g(z(θ))``,
+  ``x₊`` a bound on the edge of the limiting spectrum computed from ``Σ``
+  (``An.circle``: iid rows ``x₊ = u(1 + Tr[Σ(u−Σ)⁻¹]/m)``,
+  ``u = ‖Σ‖ + √(Tr Σ²/m)``, exact for ``Σ = sI``; with ``K`` the cruder
+  ``‖Σ‖‖K‖(1+√(d/m))²``); ``ρ`` is chosen from ``g`` so that ``g`` stays
+  within ``e^GROWTH`` of its maximum on ``[0, x₊]`` — for gradient descent
+  ``|1 − ηz|^t`` stays bounded, the contour approaching the segment as
+  ``1/(ηt)`` near its ends (where ``|1 − ηx| ≈ 1``) and the node count growing
+  like ``√t``. Given ``contour=(c₀, r)``, or where ``g`` carries the engine's
+  pole subtraction (a ``Piecewise`` deciding "inside" by ``An.circle``), the
+  circle ``z(θ) = c₀ + r e^{iθ}``, weight ``−(r/2π) e^{iθ} g(z(θ))``.
+  Quadrature nodes are evaluated in chunks of bounded size
+  (``numerics.quadrature.POINTS``); a whole grid of ``t``, ``η`` on one
+  contour: :func:`symrmt.numerics.contour.curve`.
 
 The Cauchy integral is exact only when ``g`` is analytic on and inside the
 circle. :func:`check_analytic` proves that or refuses (``NotImplementedError``
@@ -29,7 +35,9 @@ naming ``g``): entire building blocks (polynomials, ``exp``, ``sin``, ``cos``,
 denominator, after cancelling removable ones such as ``(1 − (1 − ηx)^t)/x``
 at ``0``) and branch points with their principal cuts (fractional powers and
 ``log`` of a real linear or Möbius function of ``x``) must provably lie
-outside the closed disc, and the circle must provably enclose ``[0, x₊]``;
+outside the closed disc (for the default ellipse, the disc around its
+centre through its vertices, which contains it), and a given circle must
+provably enclose ``[0, x₊]``;
 anything else (``Abs``, ``sign``, ``Piecewise``, ``re``, ``tan`` …) is refused.
 A ``g`` that is exactly ``C·Π(p_i x + q_i)^{s_i}`` with ``p_i > 0``,
 ``q_i ≥ 0`` and a fractional exponent (``sqrt``, ``x^{1/3}``,
@@ -93,14 +101,112 @@ def upper_limit(letter):
 
 
 def contour(letter, theta):
-    """``[(weight(θ), (Res(core, −z(θ)),))]`` for the ``An`` letter, on its
-    circle (``An.circle``)."""
+    """``[(weight(θ), (Res(core, −z(θ)),))]`` for the ``An`` letter: on the
+    given circle, or by default on the ellipse of :func:`ellipse` (the
+    circle of ``An.circle`` where ``g`` carries the engine's pole
+    subtraction, whose ``Piecewise`` decides "inside" by that circle)."""
+    if letter.contour is None and not letter.g.expr.has(sp.Piecewise) and not letter.core.chain:
+        m, h, rho = ellipse(letter)
+        check_analytic(letter, m, h * (rho + 1 / rho) / 2)
+        e = sp.exp(sp.I * theta)
+        z = m + h * (rho * e + 1 / (rho * e)) / 2
+        w = -h / (4 * sp.pi) * (rho * e - 1 / (rho * e)) * letter.g(z)
+        return [(w, (Res(letter.core, -z),))]
     c0, r = letter.circle()
     check_analytic(letter, c0, r)
     e = sp.exp(sp.I * theta)
     z = c0 + r * e
     w = -r / (2 * sp.pi) * e * letter.g(z)
     return [(w, (Res(letter.core, -z),))]
+
+
+#: growth allowed on the default contour, in nats: ``max|g|`` on it is at most
+#: ``e^GROWTH`` times its maximum on the segment ``[0, x₊]`` (per factor).
+GROWTH = 2
+#: the widest default ellipse, ``(ρ + 1/ρ)/2 − 1``: ``ρ = 2``.
+A_MAX = sp.Rational(1, 4)
+
+
+def ellipse(letter):
+    """``(m, h, ρ)`` of the default contour ``z(θ) = m + h(ρe^{iθ} + e^{−iθ}/ρ)/2``:
+    the Joukowski image of ``|ζ| = ρ``, an ellipse with foci ``0`` and ``x₊``
+    (``m = h = x₊/2``, ``x₊`` the bound of ``An.circle`` on the edge of the
+    limiting spectrum, which lies in ``[0, x₊]``). The map ``ζ ↦ z`` takes
+    ``|ζ| > 1`` conformally onto the plane cut along ``[0, x₊]`` and opens
+    the square-root edges of the density, so the periodic rule converges like
+    ``ρ^{−N}``, limited only by the spectrum itself.
+
+    ``ρ`` is chosen so that ``g`` stays bounded on the contour: with
+    ``A = (ρ + 1/ρ)/2`` (semi-major axis ``hA``), for each factor
+    ``(α + βx)^k`` of ``g`` (``k`` a positive integer, symbolic allowed: the
+    ``(1 − ηx)^t`` of gradient descent) ``max_ellipse|α + βz| = |α'| + |β'|A``
+    with ``α' = α + βm``, ``β' = βh`` (an affine image of the ellipse; on the
+    segment ``A = 1``), so ``k·log`` of their ratio is at most ``GROWTH`` when
+    ``A − 1 ≤ (1 + |α'|/|β'|)(e^{GROWTH/k} − 1)``; for ``e^{βx}``,
+    ``A − 1 ≤ GROWTH/(|β|h)``. ``1/(A − 1)`` is the sum of ``1/A_MAX`` and the
+    reciprocals of these bounds (so it obeys each). Near the edges the
+    contour's distance to the segment is ``≈ h(A − 1)``, ``∝ 1/(ηt)`` for
+    gradient descent (where ``|1 − ηx| ≈ 1``), while the ζ-plane distance is
+    ``ρ − 1 ≈ √(2(A − 1))``: the node count grows like ``√t``."""
+    c0, _ = letter.circle()
+    m = h = c0                       # An.circle centres [0, x₊] at x₊/2
+    x, body = letter.g.variables[0], letter.g.expr
+    inv = 1 / A_MAX
+    for bound in _growth_bounds(body, x, m, h):
+        inv += 1 / bound
+    A = ContourScale(1 + 1 / inv)
+    rho = A + sp.sqrt(A ** 2 - 1)
+    return m, h, rho
+
+
+class ContourScale(sp.Function):
+    """``A = (ρ + 1/ρ)/2`` of a default ellipse (:func:`ellipse`): numerically
+    the identity. It marks the contour's shape, which depends on parameters
+    of ``g`` (``t``, ``η``), so that an evaluator over a whole grid
+    (:func:`symrmt.numerics.contour.curve`) can put every grid point on one
+    contour (the narrowest, valid for all of them: ``max|g|`` on a smaller
+    ellipse is smaller) and reuse ``κ`` on its nodes."""
+    nargs = 1
+
+    @classmethod
+    def eval(cls, a):
+        if a.is_Number:
+            return a
+
+    def _eval_evalf(self, prec):
+        return self.args[0].evalf(sp.core.evalf.prec_to_dps(prec))
+
+    def _eval_is_positive(self):
+        return self.args[0].is_positive
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _numpycode(self, printer):
+        return printer._print(self.args[0])
+
+    _mpmathcode = _pythoncode = _lambdacode = _numpycode
+
+
+def _growth_bounds(e, x, m, h):
+    """Bounds on ``A − 1`` from the growing factors of ``e`` (:func:`ellipse`)."""
+    out = []
+    for p in sp.preorder_traversal(e):
+        if isinstance(p, sp.Pow) and p.base.has(x) and not p.exp.has(x):
+            k = p.exp
+            if not (k.is_integer and k.is_positive) or (k.is_number and k < 2):
+                continue
+            if not p.base.is_polynomial(x) or sp.Poly(p.base, x).degree() != 1:
+                continue
+            beta, alpha = sp.Poly(p.base, x).all_coeffs()
+            a1, b1 = sp.Abs(alpha + beta * m), sp.Abs(beta * h)
+            out.append((1 + a1 / b1) * (sp.exp(sp.Integer(GROWTH) / k) - 1))
+        elif isinstance(p, sp.exp) and p.args[0].has(x):
+            arg = p.args[0]
+            if arg.is_polynomial(x) and sp.Poly(arg, x).degree() == 1:
+                beta = sp.Poly(arg, x).all_coeffs()[0]
+                out.append(sp.Integer(GROWTH) / (sp.Abs(beta) * h))
+    return out
 
 
 def new_theta(i):
@@ -379,7 +485,8 @@ def _check_real(letter):
     rng = random.Random(20261127)
     syms = sorted(body.free_symbols - {x}, key=sp.default_sort_key)
     for _ in range(3):
-        at = {s: sp.Float(rng.uniform(0.3, 1.7), 30) for s in syms}
+        at = {s: (sp.Integer(rng.randint(2, 9)) if s.is_integer else sp.Float(rng.uniform(0.3, 1.7), 30))
+              for s in syms}
         at[x] = sp.Float(rng.uniform(0.05, 3.0), 30)
         try:
             v = complex(body.xreplace(at).evalf(30))

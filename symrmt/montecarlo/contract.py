@@ -124,6 +124,53 @@ def _sweep(elems, side):
     return np.swapaxes(L, -1, -2) if side == "right" else L
 
 
+def _same_basis(V, W):
+    """``W`` is the transposed view of the eigenvector matrix ``V``."""
+    return (V.ndim == W.ndim == 2 and W.shape == V.shape[::-1] and W.strides == V.strides[::-1]
+            and W.__array_interface__["data"][0] == V.__array_interface__["data"][0])
+
+
+def _sandwich(elems):
+    """``F₁…F_k`` with thin, unbatched ends (a form ``uᵀ…w`` or a few such
+    forms): the unbatched factors next to each end are contracted into the
+    ends first (matrix–vector work; ``uᵀV`` and ``Vᵀw`` of one eigenbasis in
+    a single BLAS-3 product ``[u w]ᵀV``), so that a single batched middle
+    ``diag(f)`` costs ``O(N d)`` — ``(uᵀV) diag(f_j) (Vᵀw)`` for every grid
+    point ``j`` as one matrix product ``f·((Vᵀu)∘(Vᵀw))`` — instead of a
+    sweep of ``N`` vectors through ``Vᵀ`` (``O(N d²)``). The same sum,
+    associated differently (rounding only). ``None`` when it does not apply."""
+    if len(elems) < 3 or elems[0][0] != "A" or elems[-1][0] != "A":
+        return None
+    L, R = elems[0][1], elems[-1][1]
+    if L.ndim != 2 or R.ndim != 2 or L.shape[0] > _THIN or R.shape[1] > _THIN:
+        return None
+    i, j = 1, len(elems) - 2
+    k1, x1 = elems[i]
+    kj, xj = elems[j]
+    if i < j and k1 == "V" and kj == "W" and _same_basis(x1, xj):
+        r = L.shape[0]
+        both = np.concatenate([L, R.T]) @ x1          # one pass over V: [uᵀV; wᵀV]
+        L, R = both[:r], both[r:].T
+        i, j = i + 1, j - 1
+    while i <= j and elems[i][1].ndim == (1 if elems[i][0] == "f" else 2):
+        kind, x = elems[i]
+        L = L * x if kind == "f" else L @ x
+        i += 1
+    while j >= i and elems[j][1].ndim == (1 if elems[j][0] == "f" else 2):
+        kind, x = elems[j]
+        R = x[:, None] * R if kind == "f" else x @ R
+        j -= 1
+    middle = elems[i:j + 1]
+    if not middle:
+        return L @ R
+    if len(middle) == 1 and middle[0][0] == "f":
+        f = middle[0][1]                               # (N, d)
+        if L.shape[0] == 1 and R.shape[1] == 1:
+            return (f @ (L[0] * R[:, 0]))[:, None, None]
+        return np.einsum("rk,nk,kc->nrc", L, f, R, optimize=True)
+    return _sweep([("A", L)] + middle + [("A", R)], "left")
+
+
 def trace(factors):
     """``Tr(F₁…F_k)`` (scalar, or ``(N,)`` if any factor is batched)."""
     elems = _elements(factors, cyclic=True)
@@ -133,7 +180,10 @@ def trace(factors):
         return np.trace(elems[0][1], axis1=-2, axis2=-1)
     side = _thin_side(elems)
     if side is not None and len(elems) > 2:
-        return np.trace(_sweep(elems, side), axis1=-2, axis2=-1)
+        out = _sandwich(elems)
+        if out is None:
+            out = _sweep(elems, side)
+        return np.trace(out, axis1=-2, axis2=-1)
     return _einsum(elems, cyclic=True)
 
 
@@ -150,5 +200,6 @@ def product(factors):
         return out
     side = _thin_side(elems)
     if side is not None and len(elems) > 2:
-        return _sweep(elems, side)
+        out = _sandwich(elems)
+        return _sweep(elems, side) if out is None else out
     return _einsum(elems, cyclic=False)

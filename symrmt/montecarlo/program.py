@@ -71,7 +71,7 @@ def _deps(expr):
 class Program:
     """Observables (scalar SymPy expressions) compiled against bindings."""
 
-    def __init__(self, observables, bound):
+    def __init__(self, observables, bound, sampling="direct"):
         self.bound = bound
         self.batched_names = bound.batched
         self.persistent = {}
@@ -83,7 +83,7 @@ class Program:
         rand = set()
         for e in observables:
             rand |= collect(e)[3]
-        self.sampler = Sampler(self, base_objects(rand))
+        self.sampler = Sampler(self, base_objects(rand), observables, sampling)  # sampler.gram_groups
 
     # ------------------------------------------------------------ cores
     def _find_cores(self, expr):
@@ -153,6 +153,8 @@ class Program:
             raise NotImplementedError(
                 f"monte_carlo: {type(e).__name__} is supported as a term of the expression (possibly "
                 f"inside a function of variances and covariances), not inside a per-draw quantity: {e}")
+        if hasattr(e, "mc_node"):       # primitives that evaluate themselves (objects/roots.py)
+            return e.mc_node(self)
         leaves, repl = [], {}
         for sub in _outer(e):
             if sub not in repl:
@@ -339,7 +341,7 @@ class Program:
 
 def _outer(e):
     """Outermost sub-expressions of ``e`` that need matrix evaluation."""
-    if isinstance(e, (Tr, Form, sp.Trace, Norm)):
+    if isinstance(e, (Tr, Form, sp.Trace, Norm)) or hasattr(e, "mc_node"):
         yield e
         return
     if isinstance(e, (Var, Cov)):

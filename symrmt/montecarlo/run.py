@@ -16,6 +16,8 @@ from .progress import Progress
 from .program import Program
 from .result import MonteCarloResult, MonteCarloSeries
 from .stats import RunningMean
+from .sampler import SAMPLING
+from .values import check_backend, use_backend
 
 _PROGRAMS: OrderedDict = OrderedDict()  # per process: compiled programs by job token
 _CACHE_SIZE = 4
@@ -25,11 +27,13 @@ class Job:
     """What a worker needs to evaluate trials: picklable (SymPy objects and
     arrays); the compiled program is rebuilt once per process."""
 
-    def __init__(self, observables, bound, seed_seq):
+    def __init__(self, observables, bound, seed_seq, sampling="direct", backend="numpy"):
         self.observables, self.bound, self.seed_seq = observables, bound, seed_seq
+        self.sampling, self.backend = sampling, backend
         self.plan = None
         self.token = uuid.uuid4().hex
-        self._program = Program(observables, bound)  # compiled here: errors surface before work is sent
+        # compiled here: errors surface before work is sent
+        self._program = Program(observables, bound, sampling=sampling)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -41,7 +45,7 @@ class Job:
         executors), or the worker process's copy, compiled on first use."""
         prog = self.__dict__.get("_program") or _PROGRAMS.get(self.token)
         if prog is None:
-            prog = _PROGRAMS[self.token] = Program(self.observables, self.bound)
+            prog = _PROGRAMS[self.token] = Program(self.observables, self.bound, sampling=self.sampling)
             while len(_PROGRAMS) > _CACHE_SIZE:
                 _PROGRAMS.popitem(last=False)
         return prog
@@ -49,7 +53,8 @@ class Job:
 
 def _run_chunk(job, start, stop):
     """Observables of trials ``start … stop-1``: array ``(stop-start, n_obs, N)``."""
-    return job.program().run(job.plan, job.seed_seq, range(start, stop))
+    with use_backend(job.backend):
+        return job.program().run(job.plan, job.seed_seq, range(start, stop))
 
 
 class _Accumulator:
@@ -122,7 +127,8 @@ def _merged_bindings(bindings, named):
     return {**bindings, **named}
 
 
-def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, *, bindings=None, **named):
+def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, *, bindings=None,
+                sampling="direct", backend="numpy", **named):
     r"""Monte Carlo estimate of ``E[expr]`` over the random objects of ``expr``.
 
     Every draw samples each random object of ``expr`` from its law, then
@@ -169,8 +175,24 @@ def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, *, bindi
         couple of seconds when stderr is a terminal; ``True``/``False`` force
         it on/off; a callable ``f(done, total)`` receives updates instead.
     bindings : dict of bindings, for names that are also keywords of this
-        function (a scalar named ``seed`` or ``trials``): ``bindings={"seed": 0.3}``;
-        merged with the keyword bindings (a name given both ways is an error).
+        function (a scalar named ``seed``, ``trials``, ``sampling`` or
+        ``backend``): ``bindings={"seed": 0.3}``; merged with the keyword
+        bindings (a name given both ways is an error).
+    sampling : ``"direct"`` (default) draws every random object as its law
+        is written. ``"gram"``: Gaussian data and noise sharing a row
+        dimension ``n`` that enter only through contractions over ``n``
+        (``XᵀX``, ``Xᵀε``, ``εᵀε``, ``Tr(XAXᵀ)``: ridge risk, training error,
+        forms of resolvents) are drawn jointly through their Gram matrix
+        (Bartlett decomposition, ``min(n, D)`` rows instead of ``n``): the
+        same law of every per-draw value, at a fraction of the sampling
+        cost; other objects are drawn directly (``symrmt.montecarlo.sampler``
+        proves it exact and states the rule). Draws then differ from
+        ``"direct"`` with the same seed (and from ``evaluate_draw``), but
+        are as reproducible.
+    backend : ``"numpy"`` (default, LAPACK) or ``"cupy"``: the per-draw
+        eigendecomposition of each random core on the GPU through
+        ``cupy.linalg.eigh`` (CuPy needed; everything else stays on the
+        host). Results agree with ``"numpy"`` to rounding, not bit for bit.
     **named : scalars and dimensions by name (numbers or arrays, which
         broadcast: ``lam=np.logspace(-3, 1, 100)``), deterministic matrices
         by name (1-D: diagonal in the common basis / a vector's coordinates;
@@ -194,24 +216,32 @@ def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, *, bindi
     of the grid that fit in memory. Draws that give NaN/inf are counted in
     ``result.nonfinite`` and reported with a ``RuntimeWarning``.
     """
+    if hasattr(expr, "_monte_carlo_"):   # simulated objects (SGD iterates: montecarlo/sgd_node.py) run themselves
+        return expr._monte_carlo_(trials, seed, executor, progress, bindings=bindings, **named)
     bindings = _merged_bindings(bindings, named)
     counts, as_list = _counts(trials)
     if sized_grid(expr, bindings):     # array-valued dimensions: one run per size (as compile accepts them)
-        return per_size(monte_carlo, expr, bindings, trials, seed=seed, executor=executor, progress=progress)
+        return per_size(monte_carlo, expr, bindings, trials, seed=seed, executor=executor, progress=progress,
+                        sampling=sampling, backend=backend)
+    if sampling not in SAMPLING:
+        raise ValueError(f"monte_carlo: sampling must be one of {SAMPLING}, got {sampling!r}")
+    check_backend(backend)
     est = parse(expr)
     bound = bind(est.expr, bindings)
     seed_seq = _seed_sequence(seed)
-    job = Job(est.observables, bound, seed_seq)
+    job = Job(est.observables, bound, seed_seq, sampling=sampling, backend=backend)
     program = job.program()
-    job.plan = program.make_plan(seed_seq)
+    with use_backend(backend):
+        job.plan = program.make_plan(seed_seq)
     total = counts[-1]
     acc = _Accumulator(est, bound, counts)
     bar = Progress(total, progress)
     try:
         if executor is None:
-            for t in range(total):
-                acc.add(program.run(job.plan, seed_seq, [t])[0])
-                bar.update(t + 1)
+            with use_backend(backend):
+                for t in range(total):
+                    acc.add(program.run(job.plan, seed_seq, [t])[0])
+                    bar.update(t + 1)
         else:
             _run_executor(executor, job, total, acc, bar)
     finally:

@@ -24,6 +24,10 @@ pure spectral expressions use ``eigvalsh`` only.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import weakref
+
 import numpy as np
 
 from . import contract
@@ -64,6 +68,77 @@ class Diag:
         return self
 
 
+# ---------------------------------------------------------------- eigensolvers
+#: Arrays known to be lower triangular in their first ``c`` rows and zero
+#: below (a Gram-sampled data block, ``sampler.bartlett``): ``id → array``.
+_LOWER = weakref.WeakValueDictionary()
+
+
+def mark_lower(a):
+    """Record that ``a`` (``m×c``, ``m ≥ c``) is lower triangular in its first
+    ``c`` rows and zero below, so that ``aᵀa = LᵀL`` is formed by ``lauum``."""
+    _LOWER[id(a)] = a
+
+
+#: ``lauum`` only from this size on: OpenBLAS runs it multithreaded at every
+#: size, which costs more than the product itself for small matrices
+LAUUM_MIN = 256
+
+
+def _is_lower(a):
+    return a.shape[1] >= LAUUM_MIN and _LOWER.get(id(a)) is a
+
+
+#: the per-draw eigensolver: ``"numpy"`` (LAPACK ``syevd`` through SciPy, on
+#: the matrix in place) or ``"cupy"`` (``cupy.linalg.eigh`` on the GPU); set
+#: for the duration of a run by :func:`use_backend`.
+BACKENDS = ("numpy", "cupy")
+_BACKEND = contextvars.ContextVar("symrmt_mc_backend", default="numpy")
+
+
+def check_backend(name):
+    """Validate ``backend=``; ``"cupy"`` needs CuPy importable."""
+    if name not in BACKENDS:
+        raise ValueError(f"monte_carlo: backend must be one of {BACKENDS}, got {name!r}")
+    if name == "cupy":
+        try:
+            import cupy  # noqa: F401
+        except ImportError as exc:
+            raise ImportError("monte_carlo: backend='cupy' needs CuPy (pip install cupy-cuda12x) and a GPU; "
+                              f"importing it failed: {exc}") from None
+    return name
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    token = _BACKEND.set(check_backend(name))
+    try:
+        yield
+    finally:
+        _BACKEND.reset(token)
+
+
+def _eigh_lower(a, values_only=False):
+    """Eigenpairs of the symmetric matrix whose lower triangle (C order) is
+    ``a``; ``a`` is consumed (overwritten). NumPy backend: LAPACK ``syevd``
+    (divide and conquer, as ``numpy.linalg.eigh``) through SciPy with
+    ``overwrite_a``: no copy. CuPy backend: ``cupy.linalg.eigh`` (``cuSOLVER
+    syevd``), results copied back to the host."""
+    if _BACKEND.get() == "cupy":
+        import cupy
+        g = cupy.asarray(a)
+        if values_only:
+            return cupy.asnumpy(cupy.linalg.eigvalsh(g, UPLO="L")), None
+        e, V = cupy.linalg.eigh(g, UPLO="L")
+        return cupy.asnumpy(e), cupy.asnumpy(V)
+    if values_only:
+        return np.linalg.eigvalsh(a, UPLO="L"), None
+    from scipy.linalg import eigh
+    # the C-order lower triangle is the Fortran-order upper triangle of aᵀ (no copy)
+    e, V = eigh(a.T, lower=False, overwrite_a=True, check_finite=False, driver="evd")
+    return e, V
+
+
 class Basis:
     """Eigenbasis of one symmetric matrix, computed on first use.
 
@@ -84,38 +159,58 @@ class Basis:
         self.want_vectors, self.on_vectors = want_vectors, on_vectors
 
     def _full(self):
+        """The matrix; only its lower triangle is guaranteed (the eigensolvers
+        read that triangle only)."""
         if self._matrix is None:
             Y, c = self._gram
-            m = Y.T @ Y  # matmul spots Yᵀ·Y and uses a symmetric rank-k update
+            if _is_lower(Y):
+                # Y = [L; 0] with L lower triangular: YᵀY = LᵀL by LAPACK lauum
+                # (on the Fortran view Lᵀ = U it forms UUᵀ = LᵀL in the upper
+                # triangle of U, i.e. the lower triangle of the C-order result)
+                from scipy.linalg.lapack import dlauum
+                k = Y.shape[1]
+                U = np.array(Y[:k].T, order="F")
+                m, info = dlauum(U, lower=0, overwrite_c=1)
+                if info != 0:  # pragma: no cover - lauum fails only on bad arguments
+                    raise RuntimeError(f"LAPACK dlauum failed (info={info})")
+                m = m.T  # C order, lower triangle = LᵀL
+            else:
+                m = Y.T @ Y  # matmul spots Yᵀ·Y and uses a symmetric rank-k update
             m *= c  # in place: the same products as c * (YᵀY), one pass fewer
             self._matrix = m
         return self._matrix
 
     def _eigh(self):
-        self._values, self._vectors = np.linalg.eigh(self._full())
+        self._values, self._vectors = _eigh_lower(self._full())
+        self._matrix = None  # overwritten by the solver
 
     @property
     def values(self):
+        """Eigenvalues. In a planning draw (``on_vectors`` set) where the full
+        matrix would be decomposed anyway, ``eigh`` at once: should the
+        expression then ask for eigenvectors, the planning draw does not pay
+        for an ``eigvalsh`` first (its values are discarded after planning)."""
         if self._values is None:
-            if self.want_vectors:
+            small = self._gram is not None and self._gram[0].shape[0] < self._gram[0].shape[1]
+            if self.want_vectors or (self.on_vectors is not None and not small):
                 self._eigh()
             elif self._gram is not None and self._matrix is None:
                 Y, c = self._gram
                 if Y.shape[0] < Y.shape[1]:
                     small = c * (Y @ Y.T)
+                    e = _eigh_lower(small, values_only=True)[0]
                 else:  # the full matrix itself: kept, should eigenvectors be asked for later
-                    small = self._full()
-                e = np.linalg.eigvalsh(small)
+                    e = _eigh_lower(self._full(), values_only=True)[0]
                 self._values = np.concatenate([np.zeros(self.size - e.size), e])
             else:
-                self._values = np.linalg.eigvalsh(self._full())
+                self._values = _eigh_lower(self._full(), values_only=True)[0]
         return self._values
 
     @property
     def vectors(self):
+        if self.on_vectors is not None:  # recorded at every request (planning draw)
+            self.on_vectors(self.key)
         if self._vectors is None:
-            if self.on_vectors is not None:
-                self.on_vectors(self.key)
             values = self._values
             self._eigh()
             if values is not None:  # keep the eigenvalues already handed out

@@ -126,7 +126,12 @@ class CompiledEquivalent:
         A value is reported converged only where every group converged and,
         with integrals, each integral's error estimate (the difference of its
         last two levels) is at most ``quad_rtol`` relative to the integral
-        when ``quad_rtol`` is given (``√rtol`` at the default ``rtol``).
+        when ``quad_rtol`` is given (``√rtol`` at the default ``rtol``), and
+        these errors propagated to the value, ``Σ_i |∂value/∂I_i| err_i``
+        (``result.quad_error``, absolute), are at most that tolerance relative
+        to the value: integrals that cancel in the value do not pass on their
+        own accuracy. Where the value is zero to rounding against its parts
+        (``result.quad_near_zero``) the error is judged against the parts.
 
         Raises :class:`ConvergenceError` (with ``.result``) if some grid point
         did not converge, unless ``raise_on_failure=False``.
@@ -172,6 +177,7 @@ class CompiledEquivalent:
             at_zero |= np.asarray(zv == 0, dtype=bool).reshape(-1)
         undefined |= solved & _is_inf(value, be) & at_zero
         converged = solved & ~undefined
+        raw = np.ravel(value).copy()
         value[~converged] = be.const(float("nan"))
         shape = bound.shape
         res = SolveResult(
@@ -185,10 +191,15 @@ class CompiledEquivalent:
             eta={s.zlabel: g["eta"].reshape(shape) for s, g in zip(plan.top, groups.values())},
             shape=shape,
         )
-        if "quad_error" in diagnostics:
+        if "value_quad_error" in diagnostics:
+            # the integrals' error estimates propagated to the value (absolute); converged only where
+            # it is within the relative tolerance of the value (plan.ValueNode._value_error)
+            res["quad_error"] = np.asarray(diagnostics["value_quad_error"], dtype=float).reshape(shape)
+            res["quad_near_zero"] = np.asarray(diagnostics["value_near_zero"], dtype=bool).reshape(shape)
+        elif "quad_error" in diagnostics:
             err = [np.asarray(full(e, n), dtype=float) for e in diagnostics["quad_error"]]
             res["quad_error"] = np.max(np.stack(err), axis=0).reshape(shape)
-        res["message"] = _message(res, ~solved, undefined, bindings, bound, opts)
+        res["message"] = _message(res, ~solved, undefined, bindings, bound, opts, raw)
         if raise_on_failure and not res.success:
             raise ConvergenceError(res["message"], res)
         return res
@@ -263,7 +274,7 @@ def _is_inf(v, be):
     return np.isinf(v)
 
 
-def _message(res, unsolved, undefined, bindings, bound, opts):
+def _message(res, unsolved, undefined, bindings, bound, opts, raw=None):
     n = bound.size
     if not unsolved.any() and not undefined.any():
         return f"converged at all {n} grid point(s)"
@@ -274,7 +285,12 @@ def _message(res, unsolved, undefined, bindings, bound, opts):
             [f"{k} = {np.ravel(v)[i]}" for k, v in res["x"].items()]
             + [f"residual {k} = {np.ravel(v)[i]}" for k, v in res["residuals"].items()]
             + [f"iterations ({k}) = {np.ravel(v)[i]}" for k, v in res["nit"].items()]
-            + ([f"quadrature error ≈ {np.ravel(res['quad_error'])[i]:.3g}"] if "quad_error" in res else []))
+            + ([f"quadrature error ≈ {np.ravel(res['quad_error'])[i]:.3g}"
+                + (f" ({np.ravel(res['quad_error'])[i] / abs(complex(raw[i])):.2g} relative to the value "
+                   f"{complex(raw[i]).real:.6g})" if raw is not None and complex(raw[i]) != 0 else "")
+                + (" (absolute: the value is zero to rounding against its parts)"
+                   if "quad_near_zero" in res and np.ravel(res["quad_near_zero"])[i] else "")]
+               if "quad_error" in res else []))
         parts.append(f"not converged at {int(unsolved.sum())} of {n} grid point(s) (maxiter={opts['maxiter']}); "
                      f"first at {_point(bindings, bound, i)}: {there}")
     if undefined.any():

@@ -48,14 +48,56 @@ class ValueNode:
 
     def evaluate(self, env, bound, n, opts, diagnostics, with_extra=False):
         ok = np.ones(n, dtype=bool)
+        errs = []
         if self.integrals:
             env = dict(env)
             for node in self.integrals:
-                v, good = node.evaluate(env, bound, n, opts, diagnostics)
+                own = {}
+                v, good = node.evaluate(env, bound, n, opts, own)
+                for k, e in own.items():
+                    diagnostics.setdefault(k, []).extend(e)
+                # the node's error: the largest of its estimate and those it carried from inside
+                errs.append(np.max(np.stack([np.asarray(full(e, n), dtype=float)
+                                             for e in own.get("quad_error", [np.zeros(n)])]), axis=0))
                 env[node.symbol.name] = v
                 ok &= good
         out = self.stage(env, bound)
+        if with_extra and self.integrals:      # the top-level value: its own error, relative to it
+            ok &= self._value_error(env, bound, n, opts, diagnostics, out[0], errs)
         return (out if with_extra else out[0]), ok
+
+    def _value_error(self, env, bound, n, opts, diagnostics, value, errs):
+        """Propagate the integrals' error estimates ``e_i`` to the value
+        ``F(I_1, …)``: ``err = Σ_i |∂F/∂I_i| e_i`` (slopes by a step ``h_i``),
+        stored as ``diagnostics["value_quad_error"]``. A point is converged only
+        where ``err ≤ tol·|F|`` (``tol`` = ``quad_rtol``, else ``√rtol`` of
+        the quadrature): integrals each accurate to ``tol`` but cancelling
+        in ``F`` are not. Where ``F`` is zero to rounding against its parts
+        (``|F| ≤ 64 ε Σ_i |∂F/∂I_i I_i|``) no relative accuracy exists: the
+        absolute error is reported, the point is converged only if
+        ``err ≤ tol·Σ_i |∂F/∂I_i I_i|``, and ``diagnostics["value_near_zero"]``
+        flags it."""
+        from .solvers import full
+        tol = opts.get("quad_rtol") or min(node.rtol for node in self.integrals) ** 0.5
+        F = np.asarray(full(value, n))
+        err, scale = np.zeros(n), np.zeros(n)
+        for node, e in zip(self.integrals, errs):
+            I = np.asarray(full(env[node.symbol.name], n))
+            aI = np.asarray(abs(I), dtype=float)
+            h = np.maximum(e, 1e-7 * aI)
+            h = np.where(h > 0, h, 1e-7)
+            shifted = dict(env)
+            shifted[node.symbol.name] = I + h
+            slope = np.asarray(abs(np.asarray(full(self.stage(shifted, bound)[0], n)) - F), dtype=float) / h
+            slope = np.where(np.isfinite(slope), slope, 0.0)
+            err += slope * e
+            scale += slope * aI
+        aF = np.asarray(abs(F), dtype=float)
+        eps = 2.0 ** -52 if F.dtype != object else 10.0 ** -getattr(self.plan.backend, "dps", 16)
+        near_zero = aF <= 64 * eps * scale
+        diagnostics["value_quad_error"] = err
+        diagnostics["value_near_zero"] = near_zero
+        return np.where(near_zero, err <= tol * scale, err <= tol * aF)
 
 
 def solve_groups(systems, env, bound, n, opts):

@@ -13,6 +13,13 @@ which the integrand — and every spectral parameter inside it — is periodic
 (a closed contour ``z(θ)``, ``θ ∈ [0, 2π]``) uses the midpoint rule
 instead, which converges exponentially there.
 
+In double precision a finite interval is first tried with Gauss–Legendre
+(``12·2^i`` points, error ``O(ρ^{−2N})`` for an integrand analytic in the
+Bernstein ellipse ``E_ρ``: the θ-integrands of the Stieltjes/ratio
+representations are, and need 3–5× fewer nodes than tanh-sinh); it is
+abandoned for tanh-sinh when doubling its points stops squaring the error
+(an endpoint singularity) or after ``GAUSS_LEVELS`` levels.
+
 The step is halved from ``h = 1/4`` (the double-exponential rules are
 nested: each level adds the odd multiples of the new ``h``; the midpoint
 rule doubles from 16 points) until two levels agree to ``rtol`` at every
@@ -22,7 +29,15 @@ whose last two levels differ by more than ``√rtol`` is reported as not
 converged. The limits may depend on bindings (grid values). All nodes of a
 level, at all grid points, are solved *at once*: the grid is extended to
 ``points × nodes`` and the groups whose spectral parameter depends on ``t``
-are solved there in one vectorised call.
+are solved there in one vectorised call; a group whose equations repeat in
+another integral at the same nodes (the same ``κ(θ)`` under each of the
+integrals of a variance) is solved once per evaluation.
+
+Spectral sums in an integrand see the ``(point, node)`` structure
+(``kernels.TENSOR``): ``Σ_k A(s_k; outer) B(s_k; node)`` is one matrix product
+over the nodes (``kernels._TensorSum``). An integral nested in another
+stops at ``rtol/16``, and its error, times ``|∂f/∂I|`` of the outer integrand
+``f`` (symbolic) and the outer weights, is added to the outer one's estimate.
 """
 from __future__ import annotations
 
@@ -33,7 +48,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .kernels import Stage
+from .kernels import TENSOR, Stage
 
 _ids = itertools.count()
 H0 = mpmath.mpf(1) / 4
@@ -111,6 +126,42 @@ def periodic_nodes(level, n0=16):
     return us, [mpmath.mpf(1) / N] * N, [1 - u for u in us]
 
 
+#: Gauss–Legendre levels: ``GAUSS_N0·2^i`` points, ``i < GAUSS_LEVELS``
+GAUSS_N0, GAUSS_LEVELS = 12, 5
+#: rules tried in turn on a finite interval in double precision (``"finite"``: tanh-sinh)
+FINITE_RULES = ("gauss", "finite")
+#: an integral nested in another stops at ``rtol/INNER_TIGHTER`` (the outer one at ``rtol``)
+INNER_TIGHTER = 16
+#: Gauss–Legendre is abandoned once doubling its points reduces the
+#: difference of levels by less than this (algebraic convergence)
+GAUSS_GIVE_UP = 0.3
+
+
+def gauss_nodes(N):
+    """``N``-point Gauss–Legendre rule on (0, 1): points ``u``, weights, ``1 − u``
+    (computed from the symmetric node, accurate near 1). Exact for
+    polynomials of degree ``2N − 1``; for ``f`` analytic inside the Bernstein
+    ellipse ``E_ρ`` of the interval the error is ``O(ρ^{−2N})``."""
+    x, w = np.polynomial.legendre.leggauss(int(N))
+    return (1 + x) / 2, w / 2, (1 - x) / 2
+
+
+def error_estimate(diffs, scale):
+    """Error estimate of the latest level: the difference ``e_k`` of the last
+    two levels (arrays over the points; ``scale = |I|``).
+
+    Where the rule converges the latest level is far more accurate than the
+    one before (Gauss–Legendre doubling its points, tanh-sinh halving its
+    step, roughly square the error), so ``e_k`` over-estimates its error. It
+    is *not* extrapolated (``e_k²/e_{k−1}``, a geometric tail): on the
+    sampling map's θ-integrands (a near-singularity at ``θ ≈ i√(σ²/σ_T²)``)
+    Gauss–Legendre's pre-asymptotic error oscillates, G₂₄ and G₄₈ agreed to
+    2e-8 after G₁₂ differed by 4e-4, and the extrapolated 1e-12 hid a true
+    error of 3.4e-8 (tests/test_quad_rules.py::test_split_disagreement_of_two_copies_matches_adaptive_rule).
+    """
+    return diffs[-1].copy()
+
+
 def _periodic(e, t, period):
     """Whether ``e`` is structurally ``period``-periodic in ``t`` (``exp(i t)``, ``cos t`` …)."""
     if t not in e.free_symbols:
@@ -151,6 +202,33 @@ def _periodic(e, t, period):
         return False
 
 
+def _group_key(s, ext, bound, N):
+    """A key identifying the solution of group ``s`` at the points of ``ext``:
+    its equations with the unknowns and ``z`` renamed canonically, the values
+    of every other symbol they use, and ``z`` (``None`` if ``z`` is not real);
+    and ``z``."""
+    canon = getattr(s, "_quad_canon", None)
+    if canon is None:
+        rep = {u: sp.Symbol(f"__u{i}") for i, u in enumerate(s.unknowns)}
+        rep[s._zsym] = sp.Symbol("__zc")
+        res = [sp.sympify(r).xreplace(rep) for r in s.residuals]
+        g = s.group
+        extra = [getattr(g, a, None) for a in ("Sigma", "sizes", "K", "m")]
+        free = sorted({x.name for r in res for x in r.free_symbols if isinstance(x, sp.Symbol)}
+                      - {"__zc"} - {f"__u{i}" for i in range(len(s.unknowns))})
+        canon = s._quad_canon = (s.kind, sp.srepr(res), sp.srepr(sp.Tuple(*[sp.sympify(e) if e is not None else
+                                                                             sp.S.Zero for e in extra]).xreplace(rep)),
+                                 tuple(free))
+    z = np.asarray(s.z_values(ext, bound, N))
+    if z.dtype.kind != "f":
+        return None, z
+    vals = []
+    for name in canon[3]:
+        v = ext.get(name)
+        vals.append((name, v.tobytes() if isinstance(v, np.ndarray) else repr(v)))
+    return canon + (tuple(vals), z.tobytes()), z
+
+
 class IntegralNode:
     """``∫ body dt`` with the groups that depend on ``t`` solved at its nodes."""
 
@@ -180,55 +258,152 @@ class IntegralNode:
         # a point whose last two levels differ by more than √rtol is reported unconverged
         self.rtol = 10.0 ** -(self.digits * 5 // 8)
         self.max_level = 6 + int(np.ceil(np.log2(max(self.digits, 16) / 16)))
-        self._levels = []
+        self._levels = {}
         self.body = ValueNode(body, plan, self.level)
         self.nested = body.has(sp.Integral)
+        self.integral, self._body_expr = integral, body
+        #: the last evaluation's values and error estimates (read by an enclosing integral)
+        self.last_value = self.last_error = None
 
     def _systems(self):
         """Groups solved at this integral's nodes: those whose spectral
         parameter depends on its variable (and on no variable of an integral
         further in). In ``∫∫ f(κ(s), κ(t)) ds dt`` the group of ``s`` is solved
         at the inner nodes, for every outer node."""
-        return [s for s in self.plan.systems
-                if self.var.name in self.plan.level_of(s) and self.plan.level_of(s) <= self.level]
+        if not hasattr(self, "_systems_cache"):
+            self._systems_cache = [s for s in self.plan.systems
+                                   if self.var.name in self.plan.level_of(s) and self.plan.level_of(s) <= self.level]
+        return self._systems_cache
 
-    def _level(self, i):
-        """Nodes added at level ``i`` (step ``H0/2^i``), converted for the backend."""
-        while len(self._levels) <= i:
-            j = len(self._levels)
-            if self.kind == "periodic":
+    def _solve_groups(self, ext, bound, N, opts):
+        """:func:`~.plan.solve_groups` of this integral's groups, each solved
+        once per evaluation: a group whose equations are those of one already
+        solved (up to the names of its unknowns and spectral parameter) at the
+        same ``z`` and inputs — the same ``κ(θ)`` under every integral of a
+        sum over the same nodes — takes that solution (real ``z`` only)."""
+        from .plan import solve_groups
+        systems = self._systems()
+        if self.backend.name != "numpy":
+            return solve_groups(systems, ext, bound, N, opts)
+        cache = opts.setdefault("_quad_groups", {})
+        diag = {}
+        for s in systems:
+            key, z = _group_key(s, ext, bound, N)
+            label = ",".join(u.name for u in s.unknowns)
+            if key is not None and key in cache:
+                vals, zv, d = cache[key]
+                for u, v in zip(s.unknowns, vals):
+                    ext[u.name] = v
+                ext[s.zname] = zv
+                diag[label] = d
+                continue
+            d = solve_groups([s], ext, bound, N, opts)
+            diag.update(d)
+            if key is not None and np.array_equal(np.asarray(ext[s.zname]), z):
+                cache[key] = ([ext[u.name] for u in s.unknowns], ext[s.zname], d[label])
+        return diag
+
+    def _slopes(self):
+        """A :class:`Stage` of ``∂f/∂I_k`` for the integrals ``I_k`` nested in the integrand ``f``."""
+        if not hasattr(self, "_slope_stage"):
+            ph = {node.integral: node.symbol for node in self.body.integrals}
+            low = self.plan.lowering.lower_expr(sp.sympify(self._body_expr).xreplace(ph))
+            self._slope_stage = Stage(self.backend, [sp.diff(low, node.symbol) for node in self.body.integrals],
+                                      self.plan.lowering.contractions)
+        return self._slope_stage
+
+    def _rules(self):
+        """Node rules tried in turn: Gauss–Legendre first on a finite
+        interval (double precision), tanh-sinh where it does not converge
+        within :data:`GAUSS_LEVELS` levels (endpoint singularities)."""
+        if self.kind == "finite" and self.backend.name == "numpy":
+            return list(FINITE_RULES)
+        return [self.kind]
+
+    def _level(self, i, rule=None):
+        """Nodes of level ``i`` of ``rule`` (all of them for ``gauss`` and
+        ``periodic``, the new ones for the nested double-exponential rules),
+        converted for the backend."""
+        rule = rule or self.kind
+        levels = self._levels.setdefault(rule, []) if isinstance(self._levels, dict) else None
+        if levels is None:
+            self._levels = {}
+            levels = self._levels.setdefault(rule, [])
+        while len(levels) <= i:
+            j = len(levels)
+            if rule == "periodic":
                 u, w, um = periodic_nodes(j)
+            elif rule == "gauss":
+                levels.append(gauss_nodes(GAUSS_N0 * 2 ** j))
+                continue
             else:
-                u, w, um = nodes(self.kind, H0 / 2 ** j, self.digits, odd=j > 0)
+                u, w, um = nodes(rule, H0 / 2 ** j, self.digits, odd=j > 0)
             be = self.backend
             conv = (lambda v: be.const(v)) if be.name == "mpmath" else float
             arr = (lambda xs: np.array([conv(v) for v in xs], dtype=object if be.name == "mpmath" else float))
-            self._levels.append((arr(u), arr(w), arr(um) if self.kind in ("finite", "periodic") else None))
-        return self._levels[i]
+            levels.append((arr(u), arr(w), arr(um) if rule in ("finite", "periodic") else None))
+        return levels[i]
 
     def evaluate(self, env, bound, n, opts, diagnostics):
-        """``(values, converged)`` at the ``n`` points of ``env``."""
+        """``(values, converged)`` at the ``n`` points of ``env``.
+
+        Levels of the rule are added until the estimated error
+        (:func:`error_estimate`) is at most ``rtol`` relative at every point.
+        Gauss–Legendre that has not converged after :data:`GAUSS_LEVELS`
+        levels is abandoned for tanh-sinh (its nodes are not reused)."""
         from .solvers import full
         lims = [full(v, n) for v in self.limits(env, bound)]
-        total, ok, prev, err = None, np.ones(n, dtype=bool), None, None
         rtol = opts.get("quad_rtol") or self.rtol
-        for i in range(self.max_level + 1):
-            part, good = self._sum(self._level(i), lims, env, bound, n, opts, diagnostics)
-            ok &= good
-            # halving h: the old sum counts with weight 1/2 (weights carry h)
-            total = part if total is None or self.kind == "periodic" else total / 2 + part
-            if prev is not None:
-                err = np.asarray(abs(total - prev), dtype=float)
-                scale = np.asarray(abs(total), dtype=float)
-                if (err <= rtol * np.maximum(scale, 1e-300)).all():
-                    break
-            prev = total
+        rules = self._rules()
+        for rule in rules:
+            last = rule == rules[-1]
+            # nested in another integral: a tighter target, so that the errors it passes on
+            # (weighted by the outer rule) stay within the outer integral's tolerance
+            total, ok, est, scale, done = self._adapt(rule, lims, env, bound, n, opts,
+                                                      rtol * opts.get("_quad_factor", 1.0), last)
+            if done or last:
+                break
         # relative, and never looser than a requested quad_rtol (the default rtol allows √rtol)
-        ok &= err <= (rtol if opts.get("quad_rtol") else rtol ** 0.5) * np.maximum(scale, 1e-300)
-        diagnostics.setdefault("quad_error", []).append(err)
+        ok &= est <= (rtol if opts.get("quad_rtol") else rtol ** 0.5) * np.maximum(scale, 1e-300)
+        diagnostics.setdefault("quad_error", []).append(est)
+        self.last_value, self.last_error = total, est
         return total, ok
 
-    def _sum(self, level, lims, env, bound, n, opts, diagnostics):
+    def _adapt(self, rule, lims, env, bound, n, opts, rtol, last):
+        """Levels of one rule: ``(total, ok, error estimate, |total|, converged everywhere)``.
+
+        The estimate is the rule's own (:func:`error_estimate`) plus the
+        errors of integrals nested in the integrand, propagated (``_chunk``)."""
+        nested = rule not in ("gauss", "periodic")
+        top = self.max_level if last or rule != "gauss" else GAUSS_LEVELS - 1
+        total, ok, diffs, est, prop = None, np.ones(n, dtype=bool), [], None, np.zeros(n)
+        scale = np.zeros(n)
+        for i in range(top + 1):
+            part, good, perr = self._sum(self._level(i, rule), lims, env, bound, n, opts)
+            ok = ok & good
+            # halving h: the old sum counts with weight 1/2 (weights carry h)
+            new = part if total is None or not nested else total / 2 + part
+            prop = perr if total is None or not nested else prop / 2 + perr
+            if total is not None:
+                diffs.append(np.asarray(abs(new - total), dtype=float))
+                scale = np.asarray(abs(new), dtype=float)
+                own = error_estimate(diffs, scale)
+                est = own + prop
+            total = new
+            if est is not None:
+                tol = rtol * np.maximum(scale, 1e-300)
+                # done; or the rule's own error is small and the inner integrals' dominate (more
+                # nodes of this rule cannot reduce it: reported, and judged by the caller)
+                if ((est <= tol) | ((own <= tol / 2) & (prop > tol / 2))).all():
+                    return total, ok, est, scale, True
+            if rule == "gauss" and not last and len(diffs) >= 2 and (
+                    (diffs[-1] > GAUSS_GIVE_UP * diffs[-2]) & (est > rtol * scale)).any():
+                break    # doubling the points no longer squares the error: an endpoint singularity
+        if est is None:
+            est = np.full(n, np.inf)
+        return total, ok, est, scale, False
+
+    def _sum(self, level, lims, env, bound, n, opts):
         """``Σ_q w_q f(t_q)`` at the ``n`` points, the nodes taken in chunks so
         that at most :data:`POINTS` (``POINTS_NESTED`` when an integral is
         nested inside: each of its points carries the inner nodes) extended
@@ -238,20 +413,17 @@ class IntegralNode:
         q = len(u)
         budget = POINTS_NESTED if self.nested else POINTS
         step = max(1, min(q, budget // max(n, 1)))
-        total, ok, errs = None, np.ones(n, dtype=bool), []
+        total, ok, errs = None, np.ones(n, dtype=bool), np.zeros(n)
         for k in range(0, q, step):
             sl = slice(k, k + step)
             part, good, err = self._chunk((u[sl], w[sl], None if um is None else um[sl]), lims, env, bound,
                                           n, opts)
             total = part if total is None else total + part
             ok &= good
-            errs = err if not errs else [a + b for a, b in zip(errs, err)]
-        for e in errs:
-            diagnostics.setdefault("quad_error", []).append(e)
-        return total, ok
+            errs = errs + err
+        return total, ok, errs
 
     def _chunk(self, level, lims, env, bound, n, opts):
-        from .plan import solve_groups
         from .solvers import full
         u, w, um = level
         q = len(u)
@@ -264,16 +436,29 @@ class IntegralNode:
             t = lims[0][:, None] + u
         else:
             t = np.broadcast_to(u, (n, q))
-        ext = {k: (np.repeat(v, q) if isinstance(v, np.ndarray) and v.ndim == 1 else v) for k, v in env.items()}
+        ext = {k: (np.repeat(v, q) if isinstance(v, np.ndarray) and v.ndim == 1 else v)
+               for k, v in env.items() if k != TENSOR}
         ext[self.var.name] = np.ascontiguousarray(t).reshape(-1)
-        diag = solve_groups(self._systems(), ext, bound, n * q, opts)
-        inner = {}
-        vals, ok = self.body.evaluate(ext, bound, n * q, opts, inner)
-        # nested integrals: an inner error at a node enters the outer sum with
-        # the node's weight, so its contribution to this point is Σ_q |w_q|·err_q
-        aw = np.abs(np.asarray(np.broadcast_to(w, (n, q)), dtype=float))
-        errs = [(np.asarray(full(e, n * q), dtype=float).reshape(n, q) * aw).sum(axis=1)
-                for e in inner.get("quad_error", [])]
+        diag = self._solve_groups(ext, bound, n * q, opts)
+        # the body's spectral sums see the (point, node) structure: matrix products (kernels._TensorSum)
+        ext[TENSOR] = (n, q)
+        inner_opts = (dict(opts, _quad_factor=opts.get("_quad_factor", 1.0) / INNER_TIGHTER)
+                      if self.body.integrals else opts)
+        vals, ok = self.body.evaluate(ext, bound, n * q, inner_opts, {})
+        errs = np.zeros(n)
+        if self.body.integrals:
+            # nested integrals: an error e_k of the inner integral I_k at a node enters
+            # the integrand f(…, I_k, …) as |∂f/∂I_k|·e_k and the sum with the node's
+            # weight: Σ_q |w_q| Σ_k |∂f/∂I_k|_q e_kq (first order; the slope exact, symbolic)
+            at = dict(ext)
+            for node in self.body.integrals:
+                at[node.symbol.name] = node.last_value
+            per_node = np.zeros(n * q)
+            for node, slope in zip(self.body.integrals, self._slopes()(at, bound)):
+                per_node = per_node + (np.asarray(abs(np.asarray(full(slope, n * q))), dtype=float)
+                                       * np.asarray(full(node.last_error, n * q), dtype=float))
+            aw = np.abs(np.asarray(np.broadcast_to(w, (n, q)), dtype=float))
+            errs = (per_node.reshape(n, q) * aw).sum(axis=1)
         for d in diag.values():
             ok = ok & d["converged"]
         vals = np.asarray(full(vals, n * q)).reshape(n, q) * w

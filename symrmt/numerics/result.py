@@ -43,7 +43,10 @@ class SolveResult(OptimizeResult):
         actually used; for a complex one, moved off the real axis to
         ``|Im| ≥ eta × spectral scale``.
     eta : dict, same keys: ``−Im z`` actually used (0 on the real branch).
-    quad_error : (with integrals) estimated quadrature error per point.
+    quad_error : (with integrals) estimated quadrature error of the value per
+        point (absolute): the integrals' error estimates propagated to the value.
+    quad_near_zero : (with integrals) bool array, True where the value is zero
+        to rounding against its parts (its error is then judged absolutely).
     shape : the broadcast shape of the bindings.
     message : str.
     """
