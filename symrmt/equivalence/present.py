@@ -998,11 +998,12 @@ def _present_piece(e, ctx, ridges, light=False):
     e = e.xreplace(frozen)
     if light:
         e = introduce_gamma(e, ctx)
-        if ctx.rich:
-            e = _tidy_factors(e, [r[0] for r in ridges.values()])
+        # contour names first: the factors to tidy are then small (ρ, A, x₊ as symbols)
         for sym, val in ctx.contour_names.items():
             e = e.subs(val, sym)
         e = _zeta_display(e, ctx)
+        if ctx.rich:
+            e = _tidy_factors(e, [r[0] for r in ridges.values()])
         return e.xreplace({v: k for k, v in frozen.items()})
     # 3b. an equation with two sizes (random features): λ eliminated, γ of the two sizes
     two = two_size_gamma(e, ctx) if not frozen else None
