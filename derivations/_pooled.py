@@ -333,3 +333,17 @@ def teacher(d, seed, norm=1.0):
     """A random teacher with ``‖w‖ = norm`` (fixed by ``seed``)."""
     w = np.random.default_rng(seed).standard_normal(int(d))
     return norm * w / np.linalg.norm(w)
+
+
+def derive_recipe_models(log):
+    """Set-up shared by the pooled recipes: one BLAS thread, the pooled model's
+    derivations, the random-projection variant's refusal (recorded, not faked) and
+    the generating-function route kept as a cross-check. Returns
+    ``(model, des, rp_refused, cross)``."""
+    single_blas_thread()
+    model = PooledRidge()
+    des = model.derive(log)
+    _, rp_refused = try_derive(model.rp_expressions(), log)
+    cross = GeneratingFunctions()
+    cross.derive(log)
+    return model, des, rp_refused, cross

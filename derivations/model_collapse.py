@@ -35,12 +35,11 @@ import sys
 import time
 
 import numpy as np
-import sympy as sp
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import Row, markdown_table, pyplot, readable_log_axes, trend_table  # noqa: E402
-from _pooled import (GeneratingFunctions, PooledRidge, compact_latex, dense_group_mc,  # noqa: E402
-                     dense_real_only_mc, eigen_bindings, old_bindings, single_blas_thread, teacher, try_derive)
+from _pooled import (compact_latex, dense_group_mc, derive_recipe_models,  # noqa: E402
+                     dense_real_only_mc, eigen_bindings, old_bindings, teacher)
 from _ridge_common import start  # noqa: E402
 
 ALPHA, S_NOISE, DELTA_NORM, LAM, LAM_FLOOR, LAM_CURVES = 1.0, 0.1, 0.5, 0.05, 1e-3, 1e-6
@@ -67,12 +66,7 @@ def bindings(d, ratio, p2, cov2="same", lam=LAM):
 def main(argv=None):
     args, out, t_start = start(argv, __doc__, "reports/model_collapse", "d = 100 only, few draws (CI)")
     log = print
-    single_blas_thread()
-    model = PooledRidge()
-    des = model.derive(log)
-    _, rp_refused = try_derive(model.rp_expressions(), log)
-    cross = GeneratingFunctions()
-    cross.derive(log)
+    model, des, rp_refused, cross = derive_recipe_models(log)
 
     sizes = [100] if args.quick else [100, 400, 1600]
     trials = {100: 60 if args.quick else 300, 400: 100, 1600: 12}

@@ -609,6 +609,16 @@ def _form_basis_index(F, ctx):
     return None
 
 
+def _forms_by_pair(P, ctx):
+    """``{(u, w, κ): {k: uᵀΣR^k w}}``: the forms of ``P`` in the resolvent basis, by vector pair and ridge."""
+    pairs = {}
+    for F in P.atoms(Form):
+        i = _form_basis_index(F, ctx)
+        if i is not None:
+            pairs.setdefault((i[0], i[1], i[2]), {})[i[3]] = F
+    return pairs
+
+
 def compress_forms(P, ctx):
     """Rule 5a: the linear combination ``Σ_k Q_k uᵀΣR^k w`` of one pair of
     vectors rewritten greedily with single forms ``uᵀΣ^aR^K w`` (``a ≤ K``):
@@ -616,11 +626,7 @@ def compress_forms(P, ctx):
     step the ``a`` that cancels most coefficients (smallest on ties)."""
     if ctx is None or not isinstance(P, sp.Add):
         return P
-    pairs = {}
-    for F in P.atoms(Form):
-        i = _form_basis_index(F, ctx)
-        if i is not None:
-            pairs.setdefault((i[0], i[1], i[2]), {})[i[3]] = F
+    pairs = _forms_by_pair(P, ctx)
     for (u, w, kappa), byk in sorted(pairs.items(), key=lambda t: sp.default_sort_key(tuple(t[1].values()))):
         if len(byk) < 2:
             continue
@@ -831,11 +837,7 @@ def _shortest_form_basis(P, ctx):
     more operations (sums of positive terms read better)."""
     if ctx is None or not isinstance(P, sp.Add):
         return P
-    pairs = {}
-    for F in P.atoms(Form):
-        i = _form_basis_index(F, ctx)
-        if i is not None:
-            pairs.setdefault((i[0], i[1], i[2]), {})[i[3]] = F
+    pairs = _forms_by_pair(P, ctx)
     red = lambda c: _frozen(lambda y: sp.factor(sp.cancel(y)), c)  # noqa: E731
     for (u, w, kappa), byk in sorted(pairs.items(), key=lambda t: sp.default_sort_key(tuple(t[1].values()))):
         if set(byk) != {1, 2}:
