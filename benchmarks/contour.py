@@ -14,12 +14,14 @@ Prints
 * the baseline in the same process: the current route, de.compile().solve per
   point, timed on 2 points and scaled to the 1000 points of the curve, and the
   largest relative difference between the two at those points;
-* peak memory (tracemalloc) of the curve and of one per-point solve.
+* peak memory (tracemalloc) of the curve and of one per-point solve, their
+  ratio, and the process's maximum resident set.
 
 Run: python benchmarks/contour.py [--quick]   (--quick: d = 200)
 """
 from __future__ import annotations
 
+import resource
 import sys
 import time
 import tracemalloc
@@ -89,7 +91,8 @@ def main(d=1000):
     print(f"  ratio baseline / curve                 {baseline / t_curve:8.0f}x")
     print(f"  agreement at the timed points          {max(diffs):.1e} relative")
     print(f"  peak memory (tracemalloc): curve {peak_curve / 2 ** 20:.0f} MiB, one per-point solve "
-          f"{peak_point / 2 ** 20:.0f} MiB (limit 1024)")
+          f"{peak_point / 2 ** 20:.0f} MiB (ratio {peak_curve / peak_point:.1f}; limit 1024); process max RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return t_curve
 
 

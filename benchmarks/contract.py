@@ -6,7 +6,9 @@ split disagreement of diffusion denoisers) is the chain
 levels. ``contract.trace`` sweeps it from the thin end with BLAS
 matrix–vector products; this script times that against the einsum path it
 used before (same contraction order) and prints the ratio, then the draw rate
-of the whole split disagreement against two eigendecompositions (its floor).
+of the whole split disagreement against two eigendecompositions (its floor),
+and the peak memory of each (``tracemalloc``) with the process's maximum
+resident set.
 
     python benchmarks/contract.py [--d 1600] [--grid 3] [--repeats 5]
 """
@@ -15,8 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import resource
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -37,6 +41,16 @@ def best(f, repeats):
         f()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def peak_mib(fn):
+    """Largest traced allocation (MiB) during one call of ``fn``."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
 
 
 def main(argv=None):
@@ -62,6 +76,8 @@ def main(argv=None):
     print(f"form over two eigenbases: sweep {1e3 * t_sweep:7.1f} ms, einsum path {1e3 * t_einsum:7.1f} ms, "
           f"speed-up {t_einsum / t_sweep:5.1f}×, max rel. diff {np.max(np.abs(a - b) / np.abs(b)):.1e}")
 
+    m_sweep, m_einsum = peak_mib(lambda: contract.trace(fs)), peak_mib(lambda: contract._einsum(elems, cyclic=True))
+    print(f"  peak memory (tracemalloc): sweep {m_sweep:.1f} MiB, einsum path {m_einsum:.1f} MiB")
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "derivations"))
     import diffusion_consistency as dc
     model = dc.Model()
@@ -75,6 +91,10 @@ def main(argv=None):
     per_draw = (time.perf_counter() - t0) / T
     print(f"split disagreement ½|D̂₁(x) − D̂₂(x)|², n = {2 * d}: {per_draw:.2f} s per draw "
           f"= {per_draw / t_eigh:.1f} × eigh ({1e3 * t_eigh:.0f} ms; a draw needs 2 eigh + 2 Gram matrices)")
+    m_draw = peak_mib(lambda: sr.monte_carlo(expr, trials=1, seed=0, progress=False, **bind))
+    m_eigh = peak_mib(lambda: np.linalg.eigh(A))
+    print(f"  peak memory (tracemalloc): one Monte Carlo draw {m_draw:.1f} MiB = {m_draw / m_eigh:.1f} × one eigh "
+          f"({m_eigh:.1f} MiB); process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,21 @@
 """Derivation time of the engine's standard results (issue 2 aim: < 0.5 s each;
 issue 5 aim: ridge risk from its raw definition < 1 s).
 
-Run: ``python benchmarks/derive.py``. Each expression is derived 5 times on a
-fresh engine (new objects, so no cache hit); the median is printed."""
+Run: ``python benchmarks/derive.py`` (everything) or ``python benchmarks/derive.py
+speed`` (the issue-12 speed table only). Each expression is derived 5 times on a
+fresh engine (new objects, so no cache hit); the median is printed.
+
+The issue-12 table (:func:`speed_main`) times random-feature ridge risk, the
+pooled-groups risk (one and two teachers), k-point traces k = 2..5 and the deep
+chain's risk against the aim (0.5 s) and against the *baseline* — the same
+derivation in the same process with this session's speed-ups switched off
+(:func:`baseline`: the reference lift with symbolic unknowns, SymPy's
+``count_ops`` and every collected form built in ``tidy``, uncached letter
+products/transposes, SymPy's ``xreplace`` for naming the unknowns) — plus the peak memory of
+the derivation (``tracemalloc``)."""
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 
@@ -78,10 +89,6 @@ def main():
         print(f"{name:42s} {statistics.median(times):9.3f} {max(times):7.3f}  (aim < {target} s: {flag})")
 
 
-if __name__ == "__main__":
-    main()
-
-
 # ---------------------------------------------------------------- presentation (issue 14)
 # ``de.pretty()`` (symrmt/equivalence/present.py) — the default repr and latex() —
 # on every expression the recipes and the demo derive (aim: < 0.5 s each).
@@ -137,10 +144,6 @@ def presentation_main():
     print(f"{slow} expression(s) over 0.5 s")
 
 
-if __name__ == "__main__":
-    presentation_main()
-
-
 # ---------------------------------------------------------------- random features (issue 12, item 3)
 # Random-feature ridge risk from its raw definition, by nested conditioning
 # (symrmt/equivalence/features.py); aim < 0.5 s.
@@ -167,5 +170,147 @@ def rf_main():
           f"(aim < 0.5 s: {'ok' if med < 0.5 else 'SLOW'})")
 
 
+
+
+# ---------------------------------------------------------------- derivation speed (issue 12, "Show")
+def speed_models():
+    """The issue-12 speed set: name -> expression builder (fresh objects per call)."""
+    def pooled(two_teachers):
+        d, n1, n2 = sr.dims("d n1 n2")
+        lam, s2 = sr.scalar("lam"), sr.scalar("sigma2")
+        S1, S2 = sr.Covariance("S1", d), sr.Covariance("S2", d)
+        X1, X2 = sr.GaussianData("X1", n1, S1), sr.GaussianData("X2", n2, S2)
+        w1 = sr.Vector("w1", d)
+        w2 = sr.Vector("w2", d) if two_teachers else w1
+        e1, e2 = sr.GaussianNoise("e1", n1, s2), sr.GaussianNoise("e2", n2, s2)
+        Gp = ((X1.T * X1 + X2.T * X2) / (n1 + n2) + lam * sr.I(d)).inverse()
+        wh = Gp * (X1.T * (X1 * w1 + e1) + X2.T * (X2 * w2 + e2)) / (n1 + n2)
+        return (wh - w1).T * S1 * (wh - w1) + s2
+
+    def kpoint(k):
+        d, n = sr.dims("d n")
+        Sigma = sr.Covariance("Sigma", d)
+        A = [sr.Covariance(f"A{i}", d) for i in range(1, 5)]
+        X = sr.GaussianData("X", n, Sigma)
+        zs = [sr.scalar(f"z{i}") for i in range(1, 6)]
+        M = Sigma
+        for i in range(k):
+            M = M * (X.T * X / n + zs[i] * sr.I(d)).inverse()
+            if i < k - 1:
+                M = M * A[i % 4]
+        return sr.ntr(M)
+
+    def deep_chain():
+        n, d, p, p2, p3 = sr.dims("n d p p2 p3")
+        lam, s2 = sr.scalar("lam"), sr.scalar("sigma2")
+        Sigma, w = sr.Covariance("Sigma", d), sr.Vector("w", d)
+        X = sr.GaussianData("X", n, Sigma)
+        F = sr.RandomFeatures("F1", d, p) * sr.RandomFeatures("F2", p, p2) * sr.RandomFeatures("F3", p2, p3)
+        eps = sr.GaussianNoise("eps", n, s2)
+        G = (F.T * X.T * X * F / n + lam * sr.I(p3)).inverse()
+        a_hat = G * F.T * X.T * (X * w + eps) / n
+        return (F * a_hat - w).T * Sigma * (F * a_hat - w) + s2
+
+    out = {"random-feature ridge risk": rf_ridge_risk,
+           "pooled groups risk (one teacher)": lambda: pooled(False),
+           "pooled groups risk (two teachers)": lambda: pooled(True)}
+    for k in range(2, 6):
+        out[f"k-point trace, k = {k}"] = (lambda k=k: kpoint(k))
+    out["deep chain F1F2F3: RF ridge risk"] = deep_chain
+    return out
+
+
+def clear_caches():
+    """Empty the derivation caches (ours and SymPy's): every timing is a first derivation."""
+    from sympy.core.cache import clear_cache
+
+    from symrmt.equivalence import output
+    for f in (output.word_to_scalar, output._srepr, output._doit, output._transpose, output.function_base):
+        if hasattr(f, "cache_clear"):      # (uncached under ``baseline()``)
+            f.cache_clear()
+    clear_cache()
+
+
+@contextlib.contextmanager
+def baseline():
+    """The derivation path before this session's speed-ups, in this process:
+    the reference lift (unknowns as SymPy symbols, ``diff``/``subs``),
+    ``sympy.count_ops`` in ``tidy`` and no skipping of collected forms proved too
+    long, uncached letter products/transposes in ``words_to_scalar``, and SymPy's
+    ``xreplace`` for the naming of the unknowns in ``derive``. The outputs are
+    identical (tests/test_dspeed_cache.py)."""
+    import sympy as sp
+    from sympy import MatMul
+
+    from symrmt.equivalence import derive, general_law, output, simplify
+    from symrmt.rewrite.letters import transpose_word
+    saved = (general_law.lift, simplify.count_ops, output._product, output._transpose_word, output.function_base)
+    simplify.SKIP_BY_BOUND = False
+    derive.xreplace_shared = lambda e, rule: e.xreplace(rule)
+    general_law.lift = general_law._lift_reference
+    simplify.count_ops = lambda e, limit=None: sp.count_ops(e)
+    output._product = lambda word: (MatMul(*[l.expr for l in word]).doit() if len(word) > 1 else word[0].expr)
+    output._transpose_word = transpose_word
+    output.function_base = saved[4].__wrapped__
+    try:
+        yield
+    finally:
+        simplify.SKIP_BY_BOUND = True
+        derive.xreplace_shared = simplify.xreplace_shared
+        (general_law.lift, simplify.count_ops, output._product, output._transpose_word,
+         output.function_base) = saved
+
+
+def _time_once(build):
+    expr = build()
+    clear_caches()
+    t = time.perf_counter()
+    sr.deterministic_equivalent(expr)
+    return time.perf_counter() - t
+
+
+def _peak_mib(build):
+    import tracemalloc
+    expr = build()
+    clear_caches()
+    tracemalloc.start()
+    sr.deterministic_equivalent(expr)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2 ** 20
+
+
+def speed_main(reps=3, with_baseline=True, names=None):
+    """Issue-12 table: best-of-``reps`` time (new and baseline interleaved, so both
+    see the same machine load), ratio to the 0.5 s aim, speed-up over the baseline,
+    peak memory. Entries whose baseline takes > 3 s are timed once."""
+    aim = 0.5
+    print(f"{'derivation speed (issue 12)':36s} {'new s':>7s} {'/aim':>6s} {'base s':>7s} "
+          f"{'speed-up':>8s} {'peak MiB':>8s}")
+    for name, build in speed_models().items():
+        if names and name not in names:
+            continue
+        new, base = [], []
+        for r in range(reps):
+            new.append(_time_once(build))
+            if with_baseline and (r == 0 or min(base) < 3):
+                with baseline():
+                    base.append(_time_once(build))
+            if min(new) > 3:
+                break
+        t = min(new)
+        b = f"{min(base):7.3f} {min(base) / t:7.1f}x" if base else f"{'-':>7s} {'-':>8s}"
+        flag = "ok" if t < aim else "SLOW"
+        print(f"{name:36s} {t:7.3f} {t / aim:6.2f} {b} {_peak_mib(build):8.1f}  (aim < {aim} s: {flag})", flush=True)
+
+
 if __name__ == "__main__":
-    rf_main()
+    import sys
+    if sys.argv[1:] == ["speed"]:
+        speed_main()
+    else:
+        main()
+        presentation_main()
+        rf_main()
+        print()
+        speed_main()

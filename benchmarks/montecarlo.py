@@ -1,35 +1,37 @@
 """Monte Carlo throughput against a bare eigendecomposition (issue 17 items 3 and 6).
 
 Baseline, measured in the same process and interleaved with the Monte Carlo
-runs: ``numpy.linalg.eigh`` (eigenvalues and eigenvectors, LAPACK ``syevd``) of
-one fixed ``d×d`` symmetric positive definite matrix — a sample covariance
-``XᵀX/n`` of the same Σ, so that both see the same spectrum — called
-``--repeats`` times. (The rate of SciPy's ``eigh(driver="evd",
-overwrite_a=True)``, which the Monte Carlo uses per draw, is printed for
-information.) For each size ``d`` (``n = 2d``, power-law Σ ``s_i = i^-1.5``,
-100-point λ grid) it times draws per second of
+draws: ``numpy.linalg.eigh`` (eigenvalues and eigenvectors, LAPACK ``syevd``)
+of one fixed ``d×d`` symmetric positive definite matrix — a sample covariance
+``XᵀX/n`` of the same Σ, so that both see the same spectrum. For each size
+``d`` (``n = 2d``, power-law Σ ``s_i = i^-1.5``, 100-point λ grid) it times
 
     (1/d) Tr[Σ̂(Σ̂+λ)⁻¹]                          eigenvalues only (target ≥ 0.6)
     (1/d) Tr[Σ(Σ̂+λ)⁻¹]                          eigenvectors (target ≥ 0.8)
     vᵀ(Σ̂+λ)⁻¹x                                  a quadratic form, v, x fixed (≥ 0.8)
     (ŵ−w̄)ᵀΣ(ŵ−w̄) + σ²,  ŵ = (Σ̂+λ)⁻¹Xᵀy/n,  y = Xw̄ + ε      the ridge risk (≥ 0.8)
 
-with ``sampling="direct"`` (X drawn entry by entry, ``n·d`` normals) and
-``sampling="gram"`` (the Gram matrix by the Bartlett decomposition, ``d²/2``
-normals; ``Xᵀε`` as ``Rᵀg``), and prints their ratios to the eigh rate:
+with ``sampling="gram"`` (the default: the Gram matrix by the Bartlett
+decomposition, ``d²/2`` normals; ``Xᵀε`` as ``Rᵀg``) and ``sampling="direct"``
+(X drawn entry by entry, ``n·d`` normals), and prints as ratios to the eigh:
 
-* ``run``: a whole ``monte_carlo`` call of ``--trials`` draws (compilation and
-  the planning draw included) — what a user sees;
-* ``marginal``: ``(T − 2)/(t(T) − t(2))``, the cost of one more draw.
+* ``per draw``: the median time of one draw against the median time of a bare
+  eigh run right after each draw (from the progress callback, outside the
+  draw's time) — paired, so that load from other jobs hits both alike;
+* ``run``: whole ``monte_carlo`` calls of ``--trials`` draws (compilation,
+  the planning draw, every draw) against as many bare eighs — what a user sees.
 
 Timing is CPU time of this process (``time.process_time``) by default, which
 is robust to other jobs on a shared machine when BLAS runs one thread (set
 ``OPENBLAS_NUM_THREADS=1``; with several BLAS threads use ``--clock wall``).
-Rates are medians over ``--rounds`` interleaved rounds. Peak memory: the
-largest traced allocation peak of one Monte Carlo call (``tracemalloc``: NumPy
-arrays included), and the process's maximum resident set.
+Peak memory: the largest traced allocation peak of one Monte Carlo call
+(``tracemalloc``: NumPy arrays included), and the process's maximum resident
+set.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/montecarlo.py [--sizes 400 1000] [--trials 20] [--rounds 3]
+    OPENBLAS_NUM_THREADS=1 python -u benchmarks/montecarlo.py [--sizes 400 1000] [--trials 8] [--rounds 2]
+
+(about 1.5 min on an idle core with the defaults; each row's per-draw median is
+over ``rounds × (trials − 1)`` paired draws.)
 """
 from __future__ import annotations
 
@@ -68,14 +70,32 @@ def eigh_rates(A, repeats, clock):
     return repeats / (t1 - t0), repeats / (t2 - t1)
 
 
-def mc_times(expr, trials, clock, sampling, bindings):
-    """``(t(2), t(trials))``: clock seconds of two whole runs."""
+def paired_run(expr, trials, clock, sampling, bindings, A):
+    """One whole ``monte_carlo`` call of ``trials`` draws with one bare
+    ``numpy.linalg.eigh(A)`` timed right after each draw (from the progress
+    callback, outside the draw's own time), so that machine load hits both
+    alike. Returns ``(run, draws, eighs)``: the call's own time (compilation,
+    planning and all draws; the eigh calls subtracted), the per-draw times
+    (trial 1 on; trial 0's interval holds compilation and planning) and the
+    eigh times."""
+    draws, eighs = [], []
+    state = {"last": None, "spent": 0.0}
+
+    def tick(done, total):
+        t = clock()
+        if state["last"] is not None:
+            draws.append(t - state["last"])
+        t0 = clock()
+        np.linalg.eigh(A)
+        t1 = clock()
+        eighs.append(t1 - t0)
+        state["spent"] += clock() - t
+        state["last"] = clock()
+
     t0 = clock()
-    monte_carlo(expr, trials=2, seed=0, progress=False, sampling=sampling, **bindings)
-    t1 = clock()
-    monte_carlo(expr, trials=trials, seed=0, progress=False, sampling=sampling, **bindings)
-    t2 = clock()
-    return t1 - t0, t2 - t1
+    monte_carlo(expr, trials=trials, seed=0, progress=tick, sampling=sampling, **bindings)
+    run = clock() - t0 - state["spent"]
+    return run, np.array(draws), np.array(eighs)
 
 
 def peak_bytes(expr, sampling, bindings):
@@ -115,33 +135,35 @@ def run_size(D, args, clock):
     s = cases["vals"][1]["Sigma"]
     Z = rng.standard_normal((2 * D, D)) * np.sqrt(s)
     A = Z.T @ Z / (2 * D)
-    keys = [(k, smp) for k in cases for smp in ("direct", "gram")]
+    keys = [(k, smp) for k in cases for smp in args.sampling]
     for k, smp in keys:  # warm-up: imports, caches, first compilation
         monte_carlo(cases[k][0], trials=2, seed=1, progress=False, sampling=smp, **cases[k][1])
-    eig, evd, runs = [], [], {key: [] for key in keys}
+    eig, evd = eigh_rates(A, args.repeats, clock)
+    runs = {key: [] for key in keys}
     for _ in range(args.rounds):
-        e, f = eigh_rates(A, args.repeats, clock)
-        eig.append(e)
-        evd.append(f)
         for key in keys:
-            runs[key].append(mc_times(cases[key[0]][0], args.trials, clock, key[1], cases[key[0]][1]))
-    e = float(np.median(eig))
-    print(f"\nd={D}, n={2 * D}, {args.grid}-point λ grid, {args.trials} draws per run, "
-          f"median of {args.rounds} rounds ({args.clock} time)")
-    print(f"  baseline numpy.linalg.eigh ({D}×{D} SPD): {e:8.2f} /s   "
-          f"(scipy eigh driver='evd', overwrite_a: {np.median(evd):.2f} /s, ratio {np.median(evd) / e:.2f})")
-    print(f"  {'expression':38s} {'sampling':8s} {'run /s':>8s} {'ratio':>6s} {'marg /s':>8s} {'ratio':>6s}"
-          f" {'target':>6s} {'peak MiB':>8s}")
+            runs[key].append(paired_run(cases[key[0]][0], args.trials, clock, key[1], cases[key[0]][1], A))
+    print(f"\nd={D}, n={2 * D}, {args.grid}-point λ grid, {args.trials} draws per run, {args.rounds} runs per row "
+          f"({args.clock} time)")
+    print(f"  baseline numpy.linalg.eigh ({D}×{D} SPD, power-law sample covariance): {eig:8.2f} /s   "
+          f"(scipy eigh driver='evd', overwrite_a: {evd:.2f} /s, ratio {evd / eig:.2f})")
+    print("  per draw: median draw time against the median of the bare eigh timed right after each draw;")
+    print("  run: whole monte_carlo calls (compilation, planning draw, all draws) against as many bare eigh")
+    print(f"  {'expression':38s} {'sampling':8s} {'eigh ms':>8s} {'draw ms':>8s} {'ratio':>6s} {'run /s':>7s} "
+          f"{'ratio':>6s} {'target':>6s} {'peak MiB':>8s}")
     out = {}
     for key in keys:
-        t2 = np.array([r[0] for r in runs[key]])
-        tT = np.array([r[1] for r in runs[key]])
-        rate = float(np.median(args.trials / tT))
-        marg = float(np.median((args.trials - 2) / np.maximum(tT - t2, 1e-9)))
+        run = np.array([r[0] for r in runs[key]])
+        draws = np.concatenate([r[1] for r in runs[key]])
+        eighs = np.concatenate([r[2] for r in runs[key]])
+        e_ms, d_ms = 1e3 * np.median(eighs), 1e3 * np.median(draws)
+        per_run_eigh = np.array([r[2].sum() for r in runs[key]])
+        run_ratio = float(np.median(per_run_eigh / run))
+        rate = float(np.median(args.trials / run))
         peak = peak_bytes(cases[key[0]][0], key[1], cases[key[0]][1]) / 2**20
-        out[key] = (rate / e, marg / e)
-        print(f"  {NAMES[key[0]]:38s} {key[1]:8s} {rate:8.2f} {rate / e:6.2f} {marg:8.2f} {marg / e:6.2f}"
-              f" {TARGETS[key[0]]:6.1f} {peak:8.1f}")
+        out[key] = (e_ms / d_ms, run_ratio)
+        print(f"  {NAMES[key[0]]:38s} {key[1]:8s} {e_ms:8.2f} {d_ms:8.2f} {e_ms / d_ms:6.2f} {rate:7.2f} "
+              f"{run_ratio:6.2f} {TARGETS[key[0]]:6.1f} {peak:8.1f}")
     return out
 
 
@@ -149,9 +171,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[400, 1000])
     ap.add_argument("--grid", type=int, default=100)
-    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--sampling", nargs="+", default=["gram", "direct"], choices=["gram", "direct"])
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = ap.parse_args(argv)
     clock = _clock(args.clock)

@@ -5,12 +5,15 @@ Newton on ``κ(1 − df₁(κ)/n) − λ`` with ``df₁ = Σ s/(s+κ)`` summed b
 ``mpmath.fsum``, from ``κ₀ = λ + Tr Σ/n`` (above the root: monotone
 convergence), to a relative step of ``10^(−dps+3)``. Both run in this
 process on the same spectrum and grid; the script prints both timings, the
-ratio (> 1: symrmt faster) and the largest relative difference of κ.
+ratio (> 1: symrmt faster), the largest relative difference of κ, and the
+peak memory of each (``tracemalloc``) with the process's maximum resident set.
 
     python benchmarks/mpmath_kappa.py [--d 400] [--points 20] [--dps 80]
 """
 import argparse
+import resource
 import time
+import tracemalloc
 
 import mpmath
 import numpy as np
@@ -39,6 +42,16 @@ def plain_newton(s, n, lams, dps):
                     break
             out.append(k)
     return out
+
+
+def peak_mib(fn):
+    """Largest traced allocation (MiB) during one call of ``fn``."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
 
 
 def main(argv=None):
@@ -78,6 +91,11 @@ def main(argv=None):
     print(f"  plain mpmath Newton   : {tb:8.3f} s")
     print(f"  ratio (plain / symrmt): {tb / to:8.2f}   (> 1: symrmt faster)")
     print(f"  max relative difference of kappa: {mpmath.nstr(diff, 3)}")
+    m_ours = peak_mib(lambda: f.solve(Sigma=s, n=a.n, lam=grid))
+    m_base = peak_mib(lambda: plain_newton(s, a.n, lams, a.dps))
+    print(f"  peak memory (tracemalloc): symrmt {m_ours:.2f} MiB, plain {m_base:.2f} MiB "
+          f"(ratio {m_ours / m_base:.2f}); process max RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return tb / to, diff
 
 

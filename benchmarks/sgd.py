@@ -15,13 +15,17 @@ contour), then a 1000-point curve t = 0 … 999 (η = 0.25), and the whole risk
 surface over 100 t × 10 η from one set of spectral data. Every time is also
 given as a ratio to a baseline measured in the same process (one
 ``numpy.linalg.eigh`` of a d×d symmetric matrix), so runs on different
-machines compare.
+machines compare. Peak memory: ``tracemalloc`` of the one-pass curve, the
+dense reference and the multi-pass curve, and the process's maximum resident
+set.
 
 Run: python benchmarks/sgd.py
 """
 from __future__ import annotations
 
+import resource
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -36,6 +40,16 @@ def best_of(f, k=3):
         out = f()
         best = min(best, time.perf_counter() - t0)
     return best, out
+
+
+def peak_mib(fn):
+    """Largest traced allocation (MiB) during one call of ``fn``."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
 
 
 def multipass(d, s, w, s2, base):
@@ -62,6 +76,7 @@ def multipass(d, s, w, s2, base):
     print(f"risk surface 100 t (1..{tt.max()}) × 10 η ({lrs[0]:g}..{lrs[-1]:g}): spectral data {t_setup2:.2f} s, "
           f"surface {t_grid:.3f} s ({t_grid / base:.1f} eigh; target < 1 s) {'OK' if t_grid < 1 else 'SLOW'}; "
           f"shape {surf.shape}")
+    print(f"peak memory (tracemalloc): multi-pass 1000-point curve {peak_mib(lambda: eq.curve(t, 0.25, B)):.1f} MiB")
 
 
 def dense_reference(s, w, s2, lr, B, steps):
@@ -102,7 +117,13 @@ def main():
     M = M + M.T
     base, _ = best_of(lambda: np.linalg.eigh(M))
     print(f"baseline: eigh of a {d}×{d} symmetric matrix {base:.3f} s; one-pass curve = {best / base:.2f} eigh")
+    m_eigh = peak_mib(lambda: np.linalg.eigh(M))
+    m_curve = peak_mib(lambda: g.theory(t))
+    m_dense = peak_mib(lambda: dense_reference(s2_, w2, s2, lr, B, set(steps)))
+    print(f"peak memory (tracemalloc): one-pass curve {m_curve:.1f} MiB = {m_curve / m_eigh:.2f} × one eigh "
+          f"({m_eigh:.1f} MiB); dense reference (d = {dd}) {m_dense:.1f} MiB")
     multipass(d, s, w, s2, base)
+    print(f"process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

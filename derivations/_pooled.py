@@ -32,9 +32,14 @@ Independent cross-checks (not used for the tables' theory):
   for random projections), solve, evaluate ``E_g``.
 
 Random projections (ridge on ``XF``, ``F`` a ``d × p`` ``sr.RandomFeatures``):
-``PooledRidge.rp_expressions`` writes the model; the engine refuses it (the
-feature route conditions on ``F`` for one sample covariance only) and the
-recipes record the refusal verbatim (``try_derive``).
+``PooledRidge.rp_expressions`` writes the model; ``sr.deterministic_equivalent``
+still refuses it (the engine's feature route conditions on ``F`` for one sample
+covariance only) and the recipes record that refusal verbatim (``try_derive``).
+Their theory rows come from ``ProjectedPooled``: nested conditioning on top of
+the engine's pooled derivation (stage X: the derived ``E_g`` read in feature
+space; stage F: ``F(FᵀMF + λ)⁻¹Fᵀ ≃ (M + κ)⁻¹`` and its source derivative),
+checked against the engine's one-group random-feature formula (≤ 1e-9) and
+dense Monte Carlo (``tests/test_feat_pooled_rp.py``).
 """
 from __future__ import annotations
 
@@ -337,13 +342,212 @@ def teacher(d, seed, norm=1.0):
 
 def derive_recipe_models(log):
     """Set-up shared by the pooled recipes: one BLAS thread, the pooled model's
-    derivations, the random-projection variant's refusal (recorded, not faked) and
+    derivations, the random-projection variant's engine refusal (recorded) and
+    its two-stage theory (``model.rp_theory[key]``, a ``ProjectedPooled``), and
     the generating-function route kept as a cross-check. Returns
     ``(model, des, rp_refused, cross)``."""
     single_blas_thread()
     model = PooledRidge()
     des = model.derive(log)
     _, rp_refused = try_derive(model.rp_expressions(), log)
+    model.rp_theory = {k: ProjectedPooled(model, k) for k in ("E_1", "E_2")}
     cross = GeneratingFunctions()
     cross.derive(log)
     return model, des, rp_refused, cross
+
+
+# ------------------------------------------------------------------ random projections: two-stage theory
+class ProjectedPooled:
+    """Per-group error of pooled ridge on random projections ``XF``
+    (``F`` a ``d×p`` matrix of iid ``N(0, 1/p)``; ``ŵ = Fâ``,
+    ``â = (FᵀΣ̂F + λ)⁻¹FᵀXᵀy/N``), by nested conditioning on top of the
+    engine's pooled derivation (``PooledRidge.des``), first order in ``F``.
+
+    **Stage X (given F) — the engine.** The features ``Z_k = X_kF`` have rows
+    ``N(0, S_k)``, ``S_k = FᵀΣ_kF``. Gaussian conditioning gives
+    ``xᵀw_k = zᵀθ_k + e``, ``θ_k = S_k⁺FᵀΣ_kw_k``, ``e`` independent of
+    ``z = Fᵀx`` with variance ``r_k = w_kᵀΣ_k⊥w_k``,
+    ``Σ_k⊥ = Σ_k − Σ_kFS_k⁺FᵀΣ_k``. So given F the model is the pooled ridge
+    of ``PooledRidge`` in feature space with ``Σ_k → S_k``, ``w_k → θ_k``,
+    ``s_k → s_k + r_k``, and ``E_g = (â − θ_g)ᵀS_g(â − θ_g) + r_g``. The
+    engine's derived ``E_g`` is used verbatim for that value: its traces and
+    forms are words ``Tr[S_a R]``, ``Tr[S_a R S_b R]``, ``θ_iᵀS_i(RS_a)^m S_jθ_j``
+    (``m ≤ 2``) and ``θ_kᵀS_kθ_k``, ``R = (Σ_k c_kρ_kS_k + λ)⁻¹``
+    (``c_k = n_k/N``), and its unknowns ``δ_k = Tr[S_kR]/N``.
+
+    **Stage F (average over F).** ``S_kθ_k = FᵀΣ_kw_k`` and
+    ``θ_kᵀS_kθ_k = w_kᵀΣ_kw_k − r_k``; every ``R`` sits between two ``FᵀΣF``,
+    so the words are d-space words in ``Q = F(FᵀMF + λ)⁻¹Fᵀ``,
+    ``M = Σ_k c_kρ_kΣ_k``. With ``Ŝ = M^{1/2}FFᵀM^{1/2}`` (``p`` samples,
+    population ``M``), ``M^{1/2}QM^{1/2} = I − λ(Ŝ+λ)⁻¹ ≃ M(M+κ)⁻¹``, i.e.
+
+        Q ≃ R_d = (M + κ)⁻¹,   κ(1 − Tr[M R_d]/p) = λ,
+
+    and, differentiating in a source ``M → M + tA`` (``∂_tQ = −QAQ``),
+
+        QAQ ≃ R_d(A + κ'_A)R_d,   κ'_A = γ Tr[R_dAR_d],
+        γ = (κ²/p)/(1 − Tr[M²R_d²]/p).
+
+    ``r_k ≃ κ₀_k w_kᵀΣ_k(Σ_k + κ₀_k)⁻¹w_k`` (``I − ŜŜ⁺ ≃ κ₀(Σ+κ₀)⁻¹`` for
+    ``Ŝ = Σ_k^{1/2}FFᵀΣ_k^{1/2}``; ``κ₀_k`` the ridgeless root of
+    ``Tr[Σ_k(Σ_k+κ₀)⁻¹] = p``, ``0`` when ``p ≥ rank Σ_k``). The unknowns
+    ``δ_k = Tr[Σ_kR_d]/N`` and ``κ`` are solved jointly (numerically).
+    Ratios/products of ``F``-random traces are evaluated at their
+    equivalents (they concentrate). Any other word raises
+    ``NotImplementedError`` naming it. Checks: ``tests/test_feat_pooled_rp.py``
+    (one group = the engine's random-feature ridge formula; dense Monte Carlo
+    at two sizes)."""
+
+    def __init__(self, model, key):
+        from symrmt.objects import Form, Tr
+        self.model, self.key = model, key
+        de = model.des[key]
+        self.value = sp.sympify(de.value)
+        (grp,) = de.groups
+        self.deltas = tuple(grp.unknowns)
+        m = model
+        self.S = {m.Sigma1: 1, m.Sigma2: 2}
+        self.W = {m.w1: 1, m.w2: 2}
+        self.R_expr = None
+        for eq in grp.equations:
+            for inv in eq.rhs.atoms(sp.MatPow) | eq.rhs.atoms(sp.Inverse):
+                self.R_expr = inv
+        self.atoms = sorted(self.value.atoms(Tr) | self.value.atoms(Form), key=sp.default_sort_key)
+        self.plans = [self._parse(a) for a in self.atoms]
+        extra = self.value.free_symbols - set(self.deltas) - {m.lam, m.s1, m.s2, m.n1, m.n2}
+        extra -= set().union(*[a.free_symbols for a in self.atoms]) if self.atoms else set()
+        if extra:
+            raise NotImplementedError(f"random projections: symbols {extra} outside the traces/forms of {key}")
+        args = list(self.deltas) + [m.lam, m.s1, m.s2, m.n1, m.n2]
+        self.atom_syms = [sp.Symbol(f"_a{i}") for i in range(len(self.atoms))]
+        v = self.value.xreplace(dict(zip(self.atoms, self.atom_syms)))
+        self.fn = sp.lambdify(args + self.atom_syms, v, "numpy")
+
+    def _letters(self, arg):
+        from sympy import Transpose
+        c, mats = arg.as_coeff_matrices() if isinstance(arg, sp.MatMul) else (sp.S.One, [arg])
+        out = []
+        for M in mats:
+            if M == self.R_expr:
+                out.append(("R", None))
+            elif M in self.S:
+                out.append(("S", self.S[M]))
+            elif isinstance(M, Transpose) and M.arg in self.W:
+                out.append(("row", self.W[M.arg]))
+            elif M in self.W:
+                out.append(("col", self.W[M]))
+            else:
+                raise NotImplementedError(f"random projections: letter {sp.sstr(M)[:80]} is not a feature-space "
+                                          "covariance, the pooled resolvent or a teacher")
+        return c, out
+
+    def _parse(self, atom):
+        from symrmt.objects import Form
+        c, L = self._letters(atom.arg)
+        bad = NotImplementedError(f"random projections: {sp.sstr(atom)[:160]} is not a word alternating FᵀΣF "
+                                  "and the feature resolvent (stage F is not derived for it)")
+        if isinstance(atom, Form):
+            if len(L) < 3 or L[0][0] != "row" or L[-1][0] != "col" or L[1] != ("S", L[0][1]) \
+                    or L[-2] != ("S", L[-1][1]):
+                raise bad
+            mid = L[2:-2]
+            i, j = L[0][1], L[-1][1]
+            if not mid:
+                if i != j:
+                    raise bad
+                return ("self", c, i)
+            if [k for k, _ in mid[0::2]] != ["R"] * len(mid[0::2]) or len(mid) % 2 != 1 \
+                    or any(k != "S" for k, _ in mid[1::2]) or len(mid) > 3:
+                raise bad
+            return ("form", c, i, j, [a for _, a in mid[1::2]])
+        if len(L) not in (2, 4) or [k for k, _ in L] != ["S", "R"] * (len(L) // 2):
+            raise bad
+        return ("trace", c, [a for _, a in L[0::2]])
+
+    # ---- numerics
+    @staticmethod
+    def _mat(a):
+        a = np.asarray(a, float)
+        return np.diag(a) if a.ndim == 1 else a
+
+    @staticmethod
+    def kappa_ridgeless(Sigma, p):
+        ev = np.clip(np.linalg.eigvalsh(Sigma), 0, None)
+        if np.sum(ev > 1e-14 * ev.max()) <= p:
+            return 0.0
+        from scipy.optimize import brentq
+        f = lambda k: np.sum(ev / (ev + k)) - p  # noqa: E731
+        hi = ev.max()
+        while f(hi) > 0:
+            hi *= 2
+        return brentq(f, 0.0, hi, xtol=1e-300, rtol=1e-15)
+
+    def solve(self, b):
+        """``(δ₁, δ₂, κ, R_d, M)`` at scalar bindings ``b``."""
+        from scipy.optimize import brentq, fsolve
+        Sig = {1: self._mat(b["Sigma1"]), 2: self._mat(b["Sigma2"])}
+        n = {1: float(b["n1"]), 2: float(b["n2"])}
+        N, lam, p = n[1] + n[2], float(b["lam"]), float(b["p"])
+        cache = {}
+
+        def inner(dl):
+            M = sum(n[k] / N / (1 + dl[k - 1]) * Sig[k] for k in (1, 2))
+            ev, U = np.linalg.eigh(M)
+            ev = np.clip(ev, 0, None)
+            g = lambda k: k * (1 - np.sum(ev / (ev + k)) / p) - lam  # noqa: E731
+            hi = lam
+            while g(hi) < 0:
+                hi *= 2
+            kap = brentq(g, lam, hi, xtol=1e-15 * lam, rtol=1e-15) if g(lam) < 0 else lam
+            Rd = (U / (ev + kap)) @ U.T
+            cache.update(M=M, kap=kap, Rd=Rd)
+            return np.array([np.sum(Sig[k] * Rd) / N for k in (1, 2)])
+
+        dl = np.zeros(2)
+        for _ in range(30):
+            dl = inner(dl)
+        dl, info, ier, msg = fsolve(lambda x: inner(x) - x, dl, xtol=1e-14, full_output=True)
+        res = np.max(np.abs(inner(dl) - dl))
+        if res > 1e-10 * max(1.0, np.max(np.abs(dl))):
+            raise RuntimeError(f"random projections: δ/κ system not solved (residual {res:.2e}: {msg})")
+        return dl, cache["kap"], cache["Rd"], cache["M"], Sig
+
+    def __call__(self, b):
+        """The first-order equivalent of ``E_key`` at scalar bindings ``b``
+        (``Sigma1``, ``Sigma2``, ``w1``, ``w2``, ``s1``, ``s2``, ``n1``, ``n2``,
+        ``lam``, ``p``)."""
+        dl, kap, Rd, M, Sig = self.solve(b)
+        p = float(b["p"])
+        w = {1: np.asarray(b["w1"], float), 2: np.asarray(b["w2"], float)}
+        Sw = {k: Sig[k] @ w[k] for k in (1, 2)}
+        r = {}
+        for k in (1, 2):
+            k0 = self.kappa_ridgeless(Sig[k], p)
+            r[k] = 0.0 if k0 == 0 else k0 * float(w[k] @ Sig[k] @ np.linalg.solve(Sig[k] + k0 * np.eye(len(w[k])), w[k]))
+        Rd2 = Rd @ Rd
+        gamma = kap ** 2 / p / (1 - np.sum((M @ Rd) * (M @ Rd).T) / p)
+        kp = lambda A: gamma * np.sum(Rd * (A @ Rd).T)  # κ'_A = γ Tr[R_d A R_d]  # noqa: E731
+        vals = []
+        for plan in self.plans:
+            kind, c = plan[0], float(plan[1])
+            if kind == "self":
+                k = plan[2]
+                vals.append(c * (float(w[k] @ Sw[k]) - r[k]))
+            elif kind == "form":
+                _, _, i, j, mids = plan
+                if not mids:
+                    vals.append(c * float(Sw[i] @ Rd @ Sw[j]))
+                else:
+                    A = Sig[mids[0]]
+                    vals.append(c * float(Sw[i] @ Rd @ A @ Rd @ Sw[j] + kp(A) * (Sw[i] @ Rd2 @ Sw[j])))
+            else:
+                mids = plan[2]
+                if len(mids) == 1:
+                    vals.append(c * np.sum(Sig[mids[0]] * Rd))
+                else:
+                    A, B = Sig[mids[0]], Sig[mids[1]]
+                    vals.append(c * (np.sum((A @ Rd) * (B @ Rd).T) + kp(B) * np.sum(A * Rd2)))
+        g = 1 if self.key.startswith("E_1") else 2
+        out = self.fn(*dl, float(b["lam"]), float(b["s1"]) + r[1], float(b["s2"]) + r[2],
+                      float(b["n1"]), float(b["n2"]), *vals)
+        return float(out) + r[g]

@@ -9,7 +9,25 @@ correlated across samples by ``K``), ``y = Xw + ε``, ridge
 * training (in-sample) error ``|y − Xŵ|²/n``;
 * GCV ``train/(1 − Tr[Σ̂(Σ̂+λ)⁻¹]/n)²`` and its bias ``GCV − risk`` (derived
   as one expression): with K ≠ I the naive GCV no longer estimates the risk;
-* ``|ŵ|²``.
+* ``|ŵ|²``;
+* the time-series test point (the paper's correlated test point): the next
+  sample ``x̃`` of the same process, ``Cov(x̃, x_t) = k_t Σ``, ``Var x̃ = Σ``
+  (``k``, ``k₀ = 1`` = the last column of ``K``'s extension to ``n + 1``
+  samples), label ``ỹ = x̃ᵀw + ε̃``. Gaussian conditioning (exact): given the
+  training rows, ``x̃ | X ~ N(Xᵀa, sΣ)`` with ``a = K⁻¹k``, ``s = 1 − kᵀK⁻¹k``
+  (``X`` has covariance ``K ⊗ Σ``), so the test error averaged over ``x̃`` and
+  ``ε̃`` is, with white noise (``ε̃`` independent of ``ε``),
+  ``(aᵀX(ŵ − w))² + s(ŵ − w)ᵀΣ(ŵ − w) + σ²``, and with K-noise (``ε̃`` the
+  next sample of the noise process, ``ε̃ | ε ~ N(aᵀε, sσ²)``)
+  ``(aᵀ(y − Xŵ))² + s[(ŵ − w)ᵀΣ(ŵ − w) + σ²]``. These expressions ("ts risk")
+  are what the engine derives (the rank-one sandwich ``Xᵀ a aᵀ X`` through the
+  sample-side lift); ``risk − ts risk`` is how optimistic the next-point error
+  is about the long-time (uncorrelated test point) risk. With ``K = I``
+  (``k = 0``) ts risk = risk. Its estimate from the training set when the
+  noise shares ``K``: ``(aᵀr)² + s·CorrGCV`` ("K-noise ts corrgcv", ``r`` the
+  observed residual) — derived, it equals the ts risk (the conditional error
+  is ``(aᵀr)² + s·risk`` exactly, and CorrGCV ≃ risk). This estimator is the
+  recipe's, written from these definitions, not typed from the paper.
 
 Correlations (``Tr K = n``): i.i.d. ``K = I``; AR(1) ``K_ij = ρ^|i−j|``
 (ρ = 0.5); exponential ``K_ij = exp(−|t_i − t_j|/ξ)`` at irregular sample
@@ -29,7 +47,10 @@ white noise it is not. Rows ``corrgcv − risk`` show both.
 
 Checks: theory vs ``sr.monte_carlo`` of the same expressions at n/d ∈ {0.5, 2},
 d ∈ {100, 400} (``--quick``: d = 100, few draws), tolerance
-``4·sem + c·|th|/d`` (c = 6).
+``4·sem + c·|th|/d`` (c = 6). The time-series rows are also checked against an
+independent dense NumPy simulation of the (n + 1)-sample process that
+averages each draw's test error exactly over ``x̃`` and the label noise given
+``X`` (its Gaussian conditional law), tolerance ``4·sem + 3·|th|/d``.
 
     python derivations/corr_gcv.py [--quick] [--out DIR]
     symrmt run corr_gcv --quick
@@ -49,12 +70,13 @@ import numpy as np  # noqa: E402
 import symrmt as sr  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import pyplot, readable_log_axes  # noqa: E402
+from _common import Row, markdown_table, pyplot, readable_log_axes  # noqa: E402
 from _ridge_common import start, compare, derive_all, formulas_md, write_report  # noqa: E402
 
 ALPHA, BETA, LAM, SIGMA2, RHO, XI = 1.5, 1.0, 1e-3, 0.1, 0.5, 3.0
 C, K = 6.0, 4.0
 QUANTITIES = ("risk", "train", "gcv", "gcv - risk", "corrgcv", "corrgcv - risk", "norm")
+C_DENSE = 3.0
 
 
 def model():
@@ -64,6 +86,9 @@ def model():
     Kc = sr.Covariance("K", n)
     X = sr.GaussianData("X", n, Sigma, K=Kc)
     w = sr.Vector("w", d)
+    k = sr.Vector("k", n)                             # Cov(x̃, x_t) = k_t Σ: the last column of K's extension
+    a = Kc.inverse() * k                              # E[x̃ | X] = Xᵀa
+    s = 1 - k.T * Kc.inverse() * k                    # Cov[x̃ | X] = sΣ
     e = {}
     for tag, eps in (("", sr.GaussianNoise("eps", n, s2)),
                      ("K-noise ", sr.GaussianNoise("eps", n, s2, K=Kc))):
@@ -85,6 +110,16 @@ def model():
         e[tag + "corrgcv"] = corrgcv
         e[tag + "corrgcv - risk"] = corrgcv - risk
         e[tag + "norm"] = wh.T * wh
+        excess = (wh - w).T * Sigma * (wh - w)
+        if tag:      # ε̃ | ε ~ N(aᵀε, sσ²): the mean error is aᵀ(y − Xŵ), the training residual seen through a
+            ts = r.T * a * a.T * r + s * (excess + s2)
+        else:        # ε̃ independent of ε
+            ts = (wh - w).T * X.T * a * a.T * X * (wh - w) + s * excess + s2
+        e[tag + "ts risk"] = ts
+        e[tag + "risk - ts risk"] = risk - ts
+        if tag:      # the next-point error estimated from the training set: observed (aᵀr)² plus s·CorrGCV
+            e[tag + "ts corrgcv"] = r.T * a * a.T * r + s * corrgcv
+            e[tag + "ts corrgcv - ts risk"] = e[tag + "ts corrgcv"] - ts
     return e
 
 
@@ -95,11 +130,50 @@ def problem(d):
 
 
 def correlations(N):
-    i = np.arange(N)
-    t = np.cumsum(np.random.default_rng(12345).exponential(1.0, N))
-    return {"iid": np.eye(N),
+    """``{name: K}`` (``N × N``): the training samples' correlations."""
+    return {name: Ke[:N, :N] for name, Ke in extended(N).items()}
+
+
+def extended(N):
+    """``{name: K_ext}`` (``(N+1) × (N+1)``): the process at the N training
+    samples and the next one (the time-series test point); the training block
+    is :func:`correlations`' ``K``, the last column (without its diagonal 1)
+    the test point's ``k``."""
+    i = np.arange(N + 1)
+    t = np.cumsum(np.random.default_rng(12345).exponential(1.0, N + 1))   # first N times: the training samples
+    return {"iid": np.eye(N + 1),
             f"AR(1) ρ={RHO}": RHO ** np.abs(i[:, None] - i[None, :]),
             f"exp ξ={XI:g}": np.exp(-np.abs(t[:, None] - t[None, :]) / XI)}
+
+
+def dense_ts(Ke, s, w, noise, trials, seed):
+    """Independent dense NumPy check of the time-series test error: draws the
+    training part of the process (``X = K^{1/2} Z Σ^{1/2}``) and, per draw,
+    the EXACT average of ``(ỹ − x̃ᵀŵ)²`` over the label noise and the test
+    point's conditional law ``x̃ | X ~ N(Xᵀa, sΣ)``, ``a = K⁻¹k``,
+    ``s = 1 − kᵀK⁻¹k`` (``ŵ − w = m + Bε`` is Gaussian in ``ε``). Returns
+    ``(mean, sem)`` over draws of ``X``."""
+    N, D = Ke.shape[0] - 1, len(s)
+    K, k = Ke[:N, :N], Ke[:N, N]
+    a = np.linalg.solve(K, k)
+    sres = Ke[N, N] - k @ a
+    L = np.linalg.cholesky(K)
+    Kn = K if noise == "K" else np.eye(N)
+    rng = np.random.default_rng(seed)
+    vals = np.empty(trials)
+    for j in range(trials):
+        X = L @ rng.standard_normal((N, D)) * np.sqrt(s)
+        B = np.linalg.solve(X.T @ X / N + LAM * np.eye(D), X.T / N)     # ŵ = B y
+        m = B @ (X @ w) - w                                              # E_ε[ŵ − w]
+        C = SIGMA2 * B @ Kn @ B.T                                        # Cov_ε[ŵ − w]
+        excess = m @ (s * m) + s @ np.diag(C)
+        if noise == "K":
+            ra = a - B.T @ (X.T @ a)                                     # aᵀ(y − Xŵ) = raᵀ y
+            vals[j] = (ra @ (X @ w)) ** 2 + SIGMA2 * ra @ Kn @ ra + sres * (excess + SIGMA2)
+        else:
+            u = X.T @ a                                                  # aᵀX(ŵ − w) = uᵀ(ŵ − w)
+            vals[j] = (u @ m) ** 2 + u @ C @ u + sres * excess + SIGMA2
+    return vals.mean(), vals.std(ddof=1) / np.sqrt(trials)
 
 
 FORMULAS_INTRO = ("Model: $X=K^{1/2}Z\\Sigma^{1/2}$, $\\hat w=(\\hat\\Sigma+\\lambda)^{-1}X^\\top y/n$, $y=Xw+\\varepsilon$. "
@@ -115,21 +189,66 @@ def main(argv=None):
     fns = {k: de.compile() for k, de in des.items()}
     sizes = [100] if args.quick else [100, 400]
     trials = {100: 30 if args.quick else 200, 400: 60}
-    rows = []
+    ts_trials = {100: 60 if args.quick else 400, 400: 240}
+    dense_trials = {100: 60 if args.quick else 400, 400: 100}
+    rows, dense, optimism = [], [], []
     for D in sizes:
         s, w = problem(D)
         for q in (0.5, 2.0):
             N = int(q * D)
-            for kname, Km in correlations(N).items():
+            for kname, Ke in extended(N).items():
                 t0 = time.perf_counter()
-                for name in [t + q for t in ("", "K-noise ") for q in QUANTITIES]:
+                Km, kv = Ke[:N, :N], Ke[:N, N]
+                ts = () if kname == "iid" else ("ts risk", "ts corrgcv")
+                for name in [t + q for t in ("", "K-noise ") for q in QUANTITIES + ts]:
                     if name not in fns:   # refused: listed under "Rows not computed"
                         continue
                     b = dict(Sigma=s, w=w, n=N, K=Km, lam=LAM, sigma2=SIGMA2)
+                    nt = trials[D]
+                    if "ts " in name:   # (aᵀ…)² with the label noise drawn: skewed draws, more of them
+                        b["k"] = kv
+                        nt = ts_trials[D]
                     rows.append(compare(f"{name} [{kname}]", exprs[name], fns[name], b, d=D, ratio=q,
-                                        sigma2=SIGMA2, trials=trials[D], seed=D + 11, c=C, k=K))
+                                        sigma2=SIGMA2, trials=nt, seed=D + 11, c=C, k=K))
+                    if name in ("ts risk", "K-noise ts risk"):
+                        th_risk = float(fns[name.replace("ts risk", "risk")](**{x: v for x, v in b.items()
+                                                                                 if x != "k"}))
+                        optimism.append((name.replace("ts risk", "").strip() or "white", kname, D, q, th_risk,
+                                         rows[-1].theory, rows[-1].mc, rows[-1].sem,
+                                         float(fns[name.replace("ts risk", "ts corrgcv")](**b))
+                                         if name.replace("ts risk", "ts corrgcv") in fns else None))
+                for tag, noise in (("", "white"), ("K-noise ", "K")):
+                    name = tag + "ts risk"
+                    if kname == "iid" or name not in fns:
+                        continue
+                    th = float(fns[name](Sigma=s, w=w, n=N, K=Km, k=kv, lam=LAM, sigma2=SIGMA2))
+                    mean, sem = dense_ts(Ke, s, w, noise, dense_trials[D], seed=D + 23)
+                    dense.append(Row(f"{name} [{kname}]", D, q, SIGMA2, th, float(mean), float(sem), dense_trials[D],
+                                     c=C_DENSE, k=K))
                 log(f"  d={D} n/d={q} {kname}: {time.perf_counter() - t0:.1f} s")
     extra = {}
+    ol = ["| noise | K | d | n/d | risk (theory) | next-point error (theory) | risk − next-point (theory) | "
+          "next-point error, MC ± sem | (aᵀr)² + s·CorrGCV (theory) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    ol += [f"| {nz} | {kn} | {D_} | {q_:g} | {r_:.4g} | {t_:.4g} | {r_ - t_:+.4g} | {m_:.4g} ± {s_:.2g} | "
+           + ("–" if e_ is None else f"{e_:.4g}") + " |"
+           for nz, kn, D_, q_, r_, t_, m_, s_, e_ in optimism]
+    extra["time-series test point: optimism of the next-point error about the long-time risk"] = dict(
+        passed=True, table="Theory values of the derived `risk` and `ts risk` (both checked against Monte Carlo in "
+                           "the rows above; their difference is derived too, as `risk - ts risk` in formulas.md). "
+                           "The test point is the next sample of the process (k = the last column of K's "
+                           "extension), label noise white or from the same process (K-noise). Last column: the "
+                           "estimate of the next-point error from the training set, (aᵀr)² (observed residual r = "
+                           "y − Xŵ) + s·CorrGCV, derived: it equals the next-point error when the noise shares K "
+                           "(`K-noise ts corrgcv - ts risk` ≃ 0 in formulas.md), since E[error | training set] = "
+                           "(aᵀr)² + s·(risk) exactly and CorrGCV ≃ risk:\n\n" + "\n".join(ol))
+    extra["time-series test point: independent dense NumPy, test error averaged exactly over x̃ | X and the noise"] = dict(
+        passed=all(r.passed for r in dense), n_rows=len(dense), n_failed=sum(not r.passed for r in dense),
+        rows=[dict(quantity=r.quantity, d=r.d, ratio=r.ratio, theory=r.theory, mc=r.mc, sem=r.sem, tol=r.tol,
+                   passed=r.passed) for r in dense],
+        table=("Theory = the engine's equivalent of the ts-risk expression; MC = plain NumPy (not sr.monte_carlo): "
+               "X drawn with the full K, each draw's test error averaged analytically over the noise and over "
+               f"x̃ ~ N(Xᵀa, sΣ), a = K⁻¹k, s = 1 − kᵀK⁻¹k; tol = {K:g}·sem + {C_DENSE:g}·|th|/d.\n\n"
+               + markdown_table(dense)))
     # the bias of naive GCV, theory: is it resolved (|bias| > tol) under correlation?
     lines = ["| noise | K | d | n/d | GCV − risk (theory) | MC ± sem | CorrGCV − risk (theory) | MC ± sem |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -168,17 +287,20 @@ def plots(out, fns, rows, D, log):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, q in zip(axes, (0.5, 2.0)):
         N = int(q * D)
-        for kname, Km in correlations(N).items():
-            b = dict(Sigma=s, w=w, n=N, K=Km, lam=lams, sigma2=SIGMA2)
+        for kname, Ke in extended(N).items():
+            b = dict(Sigma=s, w=w, n=N, K=Ke[:N, :N], lam=lams, sigma2=SIGMA2)
             opt = {"on_failure": "nan"}
             line, = ax.plot(lams, fns["risk"](options=opt, **b), "-", label=f"risk, {kname}")
             ax.plot(lams, fns["gcv"](options=opt, **b), "--", color=line.get_color(), label=f"GCV, {kname}")
+            if kname != "iid" and "ts risk" in fns:
+                ax.plot(lams, fns["ts risk"](options=opt, k=Ke[:N, N], **b), ":", color=line.get_color(),
+                        label=f"next-point (time-series) error, {kname}")
             for name, m in (("risk", "o"), ("gcv", "^")):
                 pts = [r for r in rows if r.d == D and r.ratio == q and r.quantity == f"{name} [{kname}]"]
                 ax.errorbar([LAM] * len(pts), [r.mc for r in pts], yerr=[r.sem for r in pts], fmt=m,
                             color=line.get_color(), ms=4)
         ax.set(xscale="log", yscale="log", xlabel="λ", ylabel="error",
-               title=f"n/d={q:g}, d={D}: risk (—) vs naive GCV (--), MC at λ={LAM}")
+               title=f"n/d={q:g}, d={D}\nrisk (—), naive GCV (--), next point (:); MC at λ={LAM}")
         readable_log_axes(ax)
         ax.legend(fontsize=6)
     fig.tight_layout()

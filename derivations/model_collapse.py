@@ -20,9 +20,13 @@ vanish as ``N/d → ∞`` (it tends to a floor set by ``Δ``), while the real-on
 error decays like ``1/N``; shown by the theory up to ``N/d = 10⁵`` and by
 Monte Carlo rows at ``N/d = 10, 50``.
 
-Random projections (ridge on ``XF``): written in ``_pooled.PooledRidge.rp_expressions``;
-the engine refuses them (message recorded in the report); only Monte Carlo
-numbers are given for that variant, with no theory.
+Random projections (ridge on ``XF``, ``F`` a ``d×p`` random projection, ``p = d/2``):
+written in ``_pooled.PooledRidge.rp_expressions``; ``sr.deterministic_equivalent``
+refuses them (message recorded in the report), and their theory rows come from
+``_pooled.ProjectedPooled`` — nested conditioning on the engine's pooled
+derivation (stage X) and ``F(FᵀMF + λ)⁻¹Fᵀ ≃ (M + κ)⁻¹`` with its source
+derivative (stage F) — checked against dense Monte Carlo of ``X₁, X₂, F`` at
+d ∈ {100, 400} (same tolerance).
 
     python derivations/model_collapse.py [--quick] [--out DIR]
     symrmt run model_collapse --quick
@@ -104,13 +108,20 @@ def main(argv=None):
                                   c=C_TOL, k=K_TOL))
             log(f"  floor N/d={ratio:g} p₂={p2:g}: theory {th:.4g}, MC {mc[0]:.4g} ± {mc[1]:.2g}")
 
-    # random projections: refused by the engine; Monte Carlo only (d = 100, p = d/2), no theory
-    rp_mc = []
-    if not args.quick:
-        for p2 in (0.01, 0.1, 0.5):
-            b = bindings(100, 4.0, p2, "same")
-            m, s = dense_group_mc(b, 100, seed=500 + int(100 * p2), p=50)[1]
-            rp_mc.append((p2, m, s))
+    # random projections (p = d/2): two-stage theory vs dense Monte Carlo of X₁, X₂ and F
+    rp_rows = []
+    rp_sizes = [100] if args.quick else [100, 400]
+    rp_trials = {100: 40 if args.quick else 200, 400: 150}
+    for d in rp_sizes:
+        for p2 in ((0.1,) if args.quick else (0.01, 0.1, 0.5)):
+            t0 = time.perf_counter()
+            b = dict(bindings(d, 4.0, p2, "same"), p=d // 2)
+            th = model.rp_theory["E_1"](b)
+            m, s = dense_group_mc(b, rp_trials[d], seed=500 + d + int(100 * p2), p=d // 2)[1]
+            rp_rows.append(Row(f"E (random projections p=d/2), p₂={p2:g}", d, 4.0, LAM, th, m, s, rp_trials[d],
+                               c=C_TOL, k=K_TOL))
+            log(f"  random projections d={d} p₂={p2:g}: theory {th:.5g}, MC {m:.5g} ± {s:.2g} "
+                f"({'ok' if rp_rows[-1].passed else 'FAIL'}) {time.perf_counter() - t0:.1f} s")
 
     # theory curves
     d_plot = 100 if args.quick else 400
@@ -128,7 +139,7 @@ def main(argv=None):
     floor = {p: [float(curves[p][j]) for j in at] for p in fractions}
     worst_cross = max(c[-1] for c in cross_rows)
     cross_ok = worst_cross <= CROSS_TOL
-    all_rows = rows + floor_rows
+    all_rows = rows + floor_rows + rp_rows
     ok = all(r.passed for r in all_rows) and cross_ok
 
     # --------------------------------------------------------------- outputs
@@ -140,8 +151,14 @@ def main(argv=None):
         if k == "E_2":
             continue
         lines += [f"## {k}  (derived in {model.derive_seconds[k]:.2f} s)", ""] + compact_latex(de, model) + [""]
-    lines += ["## Random projections: refused by the engine", ""]
-    lines += [f"- **{k}**: `{v}`" for k, v in rp_refused.items()]
+    lines += ["## Random projections (ridge on XF)", "",
+              "`sr.deterministic_equivalent` refuses the pooled random-projection model (verbatim below); the table's "
+              "theory for it is `_pooled.ProjectedPooled`: the derived $E$ above read in feature space "
+              "($\\Sigma_k\\to F^\\top\\Sigma_kF$, $w_k\\to\\theta_k$, $s_k\\to s_k+r_k$, plus $r_1$), then averaged over "
+              "$F$ with $F(F^\\top MF+\\lambda)^{-1}F^\\top\\simeq(M+\\kappa)^{-1}$, "
+              "$\\kappa(1-\\mathrm{Tr}[M(M+\\kappa)^{-1}]/p)=\\lambda$, $M=\\sum_k (n_k/N)\\Sigma_k/(1+\\delta_k)$, "
+              "and its source derivative for two resolvents.", ""]
+    lines += [f"- engine refusal, **{k}**: `{v}`" for k, v in rp_refused.items()]
     (out / "formulas.md").write_text("\n".join(lines) + "\n")
 
     cross_table = ["| row (d = 100) | N/d | engine (direct) | generating functions (FD) | FD step bound | rel. diff |",
@@ -161,19 +178,22 @@ def main(argv=None):
     body += [f"| {p:g} | " + " | ".join(f"{v:.3g}" for v in vs) + " |" for p, vs in floor.items()]
     body += ["", f"## Cross-check: previous route (generating functions + finite differences), "
                  f"tolerance {CROSS_TOL:g} relative: {'pass' if cross_ok else '**FAIL**'}", ""] + cross_table
-    body += ["", "## Random projections (ridge on XF, F d×p, p = d/2)", "",
-             "**No theory: the engine refuses the pooled random-feature model.** Refusal, verbatim:", ""]
+    body += ["", "## Random projections (ridge on XF, F d×p, p = d/2, N/d = 4, Σ₂ = Σ)", "",
+             "Theory: `_pooled.ProjectedPooled` (two-stage: the engine's pooled derivation given F, then the average "
+             "over F; see formulas.md). `sr.deterministic_equivalent` itself refuses this model:", ""]
     body += [f"- {k}: `{v}`" for k, v in rp_refused.items()]
-    if rp_mc:
-        body += ["", "Monte Carlo only (d = 100, N/d = 4, p = 50, 100 draws of X and F), E_1:", "",
-                 "| p₂ | E (MC) | sem |", "|---:|---:|---:|"]
-        body += [f"| {p:g} | {m:.5g} | {s:.2g} |" for p, m, s in rp_mc]
+    body += ["", f"Monte Carlo: dense NumPy draws of X₁, X₂, ε and F (trials per size {rp_trials}).", "",
+             markdown_table(rp_rows)]
+    if len(rp_sizes) > 1:
+        body += ["", trend_table(rp_rows)]
     (out / "table.md").write_text("\n".join(body) + "\n")
     summary = dict(passed=ok, n_rows=len(all_rows), failed=sum(not r.passed for r in all_rows), quick=args.quick,
                    sizes=sizes, table=[dict(quantity=r.quantity, d=r.d, ratio=r.ratio, lam=r.sigma2, theory=r.theory,
                                             mc=r.mc, sem=r.sem, tol=r.tol, passed=r.passed) for r in all_rows],
                    cross_check=dict(passed=cross_ok, worst_rel=worst_cross, tol=CROSS_TOL),
-                   random_projections=dict(refused=rp_refused, mc_only=[dict(p2=p, mc=m, sem=s) for p, m, s in rp_mc]),
+                   random_projections=dict(refused=rp_refused, theory="_pooled.ProjectedPooled (two-stage)",
+                                           rows=[dict(quantity=r.quantity, d=r.d, theory=r.theory, mc=r.mc, sem=r.sem,
+                                                      tol=r.tol, passed=r.passed) for r in rp_rows]),
                    floor=dict(N_over_d=list(FLOOR_AT), E={str(p): v for p, v in floor.items()}), derive_seconds=model.derive_seconds,
                    seconds=time.perf_counter() - t_start)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -16,6 +16,7 @@ from .objects import (Covariance, Deterministic, Form, GaussianData, GaussianNoi
                       sample_covariance, sample_mean, scalar, sqrt, var, vstack)
 
 from .equivalence import DeterministicEquivalent, deterministic_equivalent
+from . import laws  # noqa: F401  (law families register themselves into the layers' registries)
 
 __version__ = "0.1.0"
 

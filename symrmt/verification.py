@@ -38,7 +38,7 @@ def _engine_theory(expr, bindings, **options):
 
 
 def verify(expr, k=3.0, c=1.0, trials=200, seed=0, executor=None, progress=None, theory=None,
-           *args, **kwargs):
+           *args, sampling=None, **kwargs):
     """Compare the deterministic equivalent of ``expr`` with Monte Carlo.
 
     Parameters
@@ -48,6 +48,8 @@ def verify(expr, k=3.0, c=1.0, trials=200, seed=0, executor=None, progress=None,
     c : finite-size allowance, relative: ``c·|theory|/d`` with ``d`` the
         largest dimension.
     trials, seed, executor, progress : passed to :func:`symrmt.monte_carlo`.
+    sampling : passed to :func:`symrmt.monte_carlo` (``None``: its default,
+        ``"gram"``; ``"direct"`` reproduces the streams of earlier versions).
     theory : optional callable ``f(**bindings)`` giving the reference values
         instead of the engine's equivalent (e.g. a closed form).
     **bindings : as for :func:`symrmt.monte_carlo` (and the compiled
@@ -94,7 +96,8 @@ def verify(expr, k=3.0, c=1.0, trials=200, seed=0, executor=None, progress=None,
             raise TypeError(f"verify: solver options {sorted(options)} apply to the engine's theory, "
                             "not to a given theory callable")
         ref = theory(**bindings)
-    mc = monte_carlo(expr, trials=trials, seed=seed, executor=executor, progress=progress, **bindings)
+    more = {} if sampling is None else {"sampling": sampling}
+    mc = monte_carlo(expr, trials=trials, seed=seed, executor=executor, progress=progress, **more, **bindings)
     if sized:     # the largest dimension at each grid point
         shape = np.shape(mc.mean)
         dim = np.zeros(shape)

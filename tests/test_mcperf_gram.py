@@ -274,7 +274,7 @@ def test_same_seed_identical_across_executors():
         pr = sr.monte_carlo(RISK, trials=12, seed=5, progress=False, sampling="gram", executor=ex, **b)
     for r in (th, pr):
         assert np.array_equal(serial.mean, r.mean) and np.array_equal(serial.sem, r.sem)
-    direct = sr.monte_carlo(RISK, trials=12, seed=5, progress=False, **b)
+    direct = sr.monte_carlo(RISK, trials=12, seed=5, progress=False, sampling="direct", **b)
     assert not np.array_equal(direct.mean, serial.mean)       # other draws, same law
 
 

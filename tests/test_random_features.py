@@ -156,9 +156,10 @@ def test_refusals_name_the_problem():
     # a layer of a deep chain used alone next to the data
     with pytest.raises(NotImplementedError, match="outside the full chain"):
         DE(w.T * X.T * X * F * G2 * G2 * F2.T * w / n)
-    # a bare feature core alone (Tr[FᵀΣ̂F]): no rule averages it; refused by name, not a RecursionError
-    with pytest.raises(NotImplementedError, match="unchanged"):
-        DE(sr.Tr(F.T * X.T * X * F / n))
+    # a cube of the bare feature core (Tr[FᵀΣ̂F]³ needs a third moment): refused by name, not a RecursionError
+    # (Tr[FᵀΣ̂F] itself derives: tests/test_feat_rf_pieces.py)
+    with pytest.raises(NotImplementedError, match="feature-space term"):
+        DE(sr.Tr((F.T * X.T * X * F / n) ** 3))
     # additive feature noise XF + Ξ is not recognised (a sum inside the core)
     Xi = sr.GaussianData("Xi", n, sr.I(p))
     Z = X * F + Xi

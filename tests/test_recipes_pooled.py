@@ -5,8 +5,10 @@ teacher, different and non-commuting covariances) derived directly by the
 engine are checked against (a) the previous, independent route — one-point
 generating functions and 4th-order finite differences — to 1e-7 relative,
 (b) an independent dense NumPy Monte Carlo (tolerance ``4·sem + 4·|th|/d``);
-the random-projection variant is refused by the engine with a message naming
-the feature-space core; each recipe's ``--quick`` run end to end through the
+the random-projection variant is refused by ``sr.deterministic_equivalent``
+with a message naming the feature-space core, and its two-stage theory
+(``_pooled.ProjectedPooled``, tested in ``test_feat_pooled_rp.py``) passes its
+Monte Carlo rows; each recipe's ``--quick`` run end to end through the
 command line."""
 import json
 import pathlib
@@ -89,6 +91,8 @@ def test_quick_run_through_the_cli(tmp_path, name):
     assert summary["cross_check"]["passed"] and summary["cross_check"]["worst_rel"] < 1e-6
     refused = summary["random_projections"]["refused"]
     assert refused and all("feature-space core" in v for v in refused.values())
+    rp_rows = summary["random_projections"]["rows"]          # two-stage theory vs dense MC of X and F
+    assert rp_rows and all(r["passed"] for r in rp_rows)
     for f in ("formulas.md", "table.md"):
         assert (out / f).stat().st_size > 0
 

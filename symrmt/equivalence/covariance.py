@@ -54,14 +54,10 @@ def cov_value(engine, a, b):
     refuse_random_features(a, b)        # variances over random features: not derived (first order only)
     A, B = linear_words(engine, a), linear_words(engine, b)
     total = sp.S.Zero
-    saved = engine.variance_mode
-    engine.variance_mode = True
-    try:
+    with engine.variance():
         for ca, wa in A:
             for cb, wb in B:
                 total += ca * cb * cov_words(engine, wa, wb)
-    finally:
-        engine.variance_mode = saved
     return total
 
 
@@ -177,8 +173,7 @@ def _cov_canon(engine, v1, v2):
 def _cov_fn(engine, v1, v2, first, k):
     from . import spectral_fn
     v = v1 if first else v2
-    theta = spectral_fn.new_theta(len(engine.thetas))
-    engine.thetas.append(theta)
+    theta = engine.new_theta()
     consts, integral = spectral_fn.representation(v[k], theta)
 
     def cov_of(word):
@@ -291,7 +286,7 @@ def split_word_value(engine, word):
         core = _canonical_copy(engine, cores[paired[0]], 0)
         new = tuple(Fn(core, l.factors, l.tag) if lab is not None and lab[0] == paired[0] else l
                     for l, lab in zip(word, labels))
-        memo = engine.__dict__.setdefault("_conn_parts", {})
+        memo = engine.memo("conn_parts")
         if new not in memo:
             try:
                 memo[new] = _connected(engine, tuple(
@@ -310,7 +305,7 @@ def _canonical_copy(engine, core, index):
     from sympy.core.symbol import Str
     from ..objects import matrices
     from ..rewrite.letters import Core
-    copies = engine.__dict__.setdefault("_conn_copies", {})
+    copies = engine.memo("conn_copies")
     X = core.data
     key = (X.law_key(), core.side, core.ddof, index)
     if key not in copies:
@@ -337,7 +332,7 @@ def _mean_product(engine, word, labels, cores):
         per_law[law] = i + 1
         copy_of[lab] = _canonical_copy(engine, core, i)
     new = tuple(l if lab is None else Fn(copy_of[lab], l.factors, l.tag) for l, lab in zip(word, labels))
-    memo = engine.__dict__.setdefault("_conn_means", {})
+    memo = engine.memo("conn_means")
     if new not in memo:
         memo[new] = engine.word_value(new)
     return memo[new]
@@ -386,8 +381,7 @@ def _connected(engine, lw):
     # spectral functions of the paired core: integral representations (linear)
     for k, (l, lab) in enumerate(lw):
         if lab is not None and lab[0] == uid and isinstance(l, Fn):
-            theta = spectral_fn.new_theta(len(engine.thetas))
-            engine.thetas.append(theta)
+            theta = engine.new_theta()
             consts, integral = spectral_fn.representation(l, theta)
 
             def sub(ls):

@@ -10,9 +10,9 @@ from ..objects.matrices import GaussianData, random_symbols
 from ..objects.ops import Cov, Var, as_scalar
 from .covariance import cov_value, mean_value
 from . import sample_side
-from .engine import ASSUMPTIONS, Engine
+from .engine import ASSUMPTIONS, Derivation
 from .result import DeterministicEquivalent
-from .simplify import tidy
+from .simplify import atoms_shared, tidy, xreplace_shared
 
 
 def random_atoms(e):
@@ -69,7 +69,7 @@ def deterministic_equivalent(expr) -> DeterministicEquivalent:
     e, roots = sample_side.extract_roots(as_scalar(expr))     # sr.df_inverse(K, t): placeholders
     e = pull_random_scalars(e)
     vmode = _variance_mode(e)
-    eng = Engine(variance_mode=vmode)
+    eng = Derivation(variance_mode=vmode)        # the state of this derivation (engine.Derivation)
     atoms = random_atoms(e)
     value = _value(eng, e, atoms)
     if roots:
@@ -77,7 +77,7 @@ def deterministic_equivalent(expr) -> DeterministicEquivalent:
             eng, value, e, roots, lambda t: _value(eng, pull_random_scalars(t), random_atoms(pull_random_scalars(t))))
     _drop_orphan_groups(eng, value, e)
     naming = eng.reg.naming()
-    value = tidy(value.xreplace(naming))
+    value = tidy(xreplace_shared(value, naming))    # = value.xreplace(naming), each shared sub-tree once
     groups = []
     for g in eng.reg.groups():
         groups.append(type(g)(tuple(naming.get(u, u) for u in g.unknowns),
@@ -99,7 +99,7 @@ def _drop_orphan_groups(eng, value, expr):
     cross-copy ones, ``covariance.mean_value``) are dropped with their
     equations; groups at parameters of the expression are always kept."""
     groups = eng.reg._groups
-    used = set(value.atoms(sp.Symbol))
+    used = set(atoms_shared(value, sp.Symbol))
     for g in groups.values():      # an unknown another group's equations use is kept
         g = g["group"]
         for ex in (*g.equations, sp.sympify(g.z)):

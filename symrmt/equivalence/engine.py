@@ -3,27 +3,26 @@
 Pipeline (docs/design.md): scalar expression → random atoms (traces, forms,
 variances) → words (``rewrite.expand``) → exact Gaussian-vector averages
 (``rewrite.wick``) → canonical cores (``rewrite.canonical``) → one core at a
-time replaced by its equivalent (``rules``) → SymPy value and equations.
+time replaced by its equivalent (the named rules of ``averaging``, built on
+``rules``) → SymPy value and equations. :class:`Derivation` holds the state
+of one derivation (``Engine`` is its older name).
 """
 from __future__ import annotations
 
-import itertools
 from contextlib import contextmanager
 
 import sympy as sp
-from sympy import Identity, MatMul
+from sympy import MatMul
 
-from ..objects import Form, Tr
-from ..objects.matrices import GaussianData, RandomFeatures, random_symbols
-from ..objects.ops import Cov, Var, as_scalar
 from ..rewrite import canonical
 from ..rewrite.expand import expand
-from ..rewrite.letters import An, Bare, Det, Fn, GRes, Rand, Res, word_matrix, word_sources
+from ..rewrite.letters import An, Fn, Res, word_sources
 from ..rewrite.wick import check_mean_independence, split_means, wick
-from . import features, general_law, rules, sample_side, spectral_fn
+from . import spectral_fn
+from .averaging import AVERAGE, canonical_str, check_alone
+from .averaging import bare_side as _bare_side, unfold as _unfold  # noqa: F401  (older import paths)
 from .laws import Registry
 from .output import words_to_scalar
-from .result import DeterministicEquivalent
 
 ASSUMPTIONS = [
     "Gaussian data (rows N(μ, Σ), or X = K^{1/2} Z Σ^{1/2}); random features iid N(0, 1/p); "
@@ -34,13 +33,107 @@ ASSUMPTIONS = [
 ]
 
 
-class Engine:
+class Derivation:
+    """The state of one derivation, and the engine that runs it.
+
+    State (one object per ``deterministic_equivalent`` call; nothing else
+    holds any):
+
+    * ``reg`` — the unknown registry (:class:`~symrmt.equivalence.laws.Registry`):
+      one group of unknowns and equations per (law, spectral parameter);
+    * ``thetas`` — integration variables handed out so far (:meth:`new_theta`);
+    * ``variance_mode`` — second order (both Wick pairings kept), set for the
+      whole derivation at construction or for a scope by :meth:`variance`;
+    * ``contours`` — depth of nested contour integrals (:meth:`contour_of`);
+    * ``notes`` — remarks collected along the way;
+    * the active-word guard (:meth:`averaging`): a word whose average is
+      being taken may not be asked for again inside it (a rule returning its
+      input would recurse without end — it is refused by name instead);
+    * the features-legacy switch (:meth:`features_legacy`): inside it the
+      random-features rule steps aside so that ``features.average_one`` can
+      try the single-core rules first;
+    * memo tables (:meth:`memo`) for values shared within the derivation.
+
+    Scoped changes go through context managers (``with ctx.variance(): …``,
+    ``with ctx.features_legacy(): …``), which restore the previous value on
+    exit, also on an exception. The attributes ``variance_mode`` and
+    ``_features_legacy`` stay assignable as shims for older callers.
+
+    Averaging itself is :data:`symrmt.equivalence.averaging.AVERAGE`: named
+    rules tried in order (:meth:`average_one`)."""
+
     def __init__(self, variance_mode=False):
         self.thetas = []
         self.reg = Registry()
-        self.variance_mode = variance_mode
+        self._variance_mode = bool(variance_mode)
         self.notes = []
         self.contours = 0       # depth of contour integrals being derived
+        self._active = set()
+        self._legacy = False
+        self._memo = {}
+
+    # ------------------------------------------------------------ state
+    @property
+    def variance_mode(self):
+        """Whether averages keep both Wick pairings (second order)."""
+        return self._variance_mode
+
+    @variance_mode.setter
+    def variance_mode(self, value):      # shim: prefer ``with ctx.variance(…)``
+        self._variance_mode = bool(value)
+
+    @contextmanager
+    def variance(self, on=True):
+        """Variance mode (``on``) for the scope of the ``with`` block."""
+        saved = self._variance_mode
+        self._variance_mode = bool(on)
+        try:
+            yield self
+        finally:
+            self._variance_mode = saved
+
+    @property
+    def features_legacy_on(self):
+        """Whether the random-features rule steps aside (see :meth:`features_legacy`)."""
+        return self._legacy
+
+    # shim for ``features.py`` (``eng._features_legacy = True/False``)
+    _features_legacy = property(lambda self: self._legacy,
+                                lambda self, value: setattr(self, "_legacy", bool(value)))
+
+    @contextmanager
+    def features_legacy(self, on=True):
+        """The features-legacy switch for the scope of the ``with`` block:
+        ``averaging.rule_random_features`` steps aside, so a word with random
+        features reaches the single-core rules (``features.average_one``)."""
+        saved = self._legacy
+        self._legacy = bool(on)
+        try:
+            yield self
+        finally:
+            self._legacy = saved
+
+    @contextmanager
+    def averaging(self, word):
+        """The active-word guard around the average of ``word``."""
+        if word in self._active:
+            raise NotImplementedError(f"cannot average E[Tr[{canonical_str(word)}]]: the rules return it "
+                                      "unchanged (no equivalent for this word)")
+        self._active.add(word)
+        try:
+            yield
+        finally:
+            self._active.discard(word)
+
+    def new_theta(self):
+        """A fresh integration variable ``θ_j`` of this derivation."""
+        theta = spectral_fn.new_theta(len(self.thetas))
+        self.thetas.append(theta)
+        return theta
+
+    def memo(self, name):
+        """The memo table ``name`` of this derivation (a dict, created empty)."""
+        return self._memo.setdefault(name, {})
 
     # ------------------------------------------------------------ atoms
     def atom_words(self, atom):
@@ -81,8 +174,7 @@ class Engine:
         equivalents apply under the integral sign (docs/math.md)."""
         i = next(k for k, l in enumerate(word) if isinstance(l, (Fn, An)))
         self._check_alone_fn(word, word[i])
-        theta = spectral_fn.new_theta(len(self.thetas))
-        self.thetas.append(theta)
+        theta = self.new_theta()
         consts, integral = spectral_fn.representation(word[i], theta)
         with self.contour_of(word, word[i]) as real:
             total = sp.Add(*[c * self.word_value(word[:i] + ls + word[i + 1:]) for c, ls in consts])
@@ -118,16 +210,9 @@ class Engine:
         if st is not None:
             return [t for c, w in st for t in self._scaled(c, self.reduce(w))]
         # a rule that hands back the word it was given (directly or through others) would
-        # recurse without end: refuse it by name instead
-        active = self.__dict__.setdefault("_active", set())
-        if word in active:
-            raise NotImplementedError(f"cannot average E[Tr[{canonical_str(word)}]]: the rules return it "
-                                      "unchanged (no equivalent for this word)")
-        active.add(word)
-        try:
+        # recurse without end: refused by name (the active-word guard)
+        with self.averaging(word):
             return [t for c, ws in self.average_one(word) for t in self._scaled(c, self.reduce_product(ws))]
-        finally:
-            active.discard(word)
 
     def reduce_product(self, words):
         out = [(sp.S.One, ())]
@@ -141,88 +226,17 @@ class Engine:
         return [(c * c2, w) for c2, w in terms]
 
     def average_one(self, word):
-        """Average over one random core of the word (others held fixed)."""
-        if any(isinstance(l, GRes) for l in word):
-            # pooled blocks / deterministic shifts: the general law and its lift
-            return general_law.average(word, self.reg, self.variance_mode, canonical_str)
-        if not getattr(self, "_features_legacy", False) and features.involves_features(word):
-            return features.average_one(self, word)   # random features: nested conditioning
-        if sample_side.applies(word):
-            # X outside XᵀX (XᵀMX, selectors, K-correlated noise, mixed Gram/data): sample-side sources
-            return sample_side.average(self, word, canonical_str)
-        res = [(i, l) for i, l in enumerate(word) if isinstance(l, Res)]
-        if res:
-            core = res[0][1].core
-            mine = [(i, l) for i, l in res if l.core == core]
-            self._check_alone(word, core)
-            if core.chain:
-                if len(mine) > 1:
-                    raise NotImplementedError(
-                        f"two resolvents of the feature-space core {core} in one trace "
-                        f"({canonical_str(word)}): two-point equivalents with random features are not implemented")
-                i, l = mine[0]
-                return rules.chain_sandwich(word, i, self.reg.side(core, l.z), l.z, core)
-            bares = [i for i, l in enumerate(word) if isinstance(l, Bare) and l.core == core]
-            if len(mine) == 1 and len(bares) == 1 and abs(bares[0] - mine[0][0]) in (1, len(word) - 1):
-                # Σ̂ (Σ̂+z)⁻¹ = I − z(Σ̂+z)⁻¹ ≃ I − κ(Σ+κ)⁻¹ = Σ(Σ+κ)⁻¹, kept in the stable form
-                i, j = sorted((bares[0], mine[0][0]))
-                side = self.reg.side(core, mine[0][1].z)
-                A = side.A
-                P = Det(A * (A + side.kA * Identity(A.shape[0])).inverse())
-                if (i, j) == (0, len(word) - 1):
-                    return [(sp.S.One, ((P,) + word[1:-1],))]
-                return [(sp.S.One, (word[:i] + (P,) + word[j + 1:],))]
-            if bares:
-                raise NotImplementedError(
-                    f"sample covariance {core} appears apart from its resolvent in {canonical_str(word)}")
-            if len(mine) == 1:
-                i, l = mine[0]
-                return rules.one_point(word, i, self.reg.side(core, l.z), l.z)
-            if len(mine) == 2:
-                (i, l1), (j, l2) = mine
-                s1 = rules._SideAt(self.reg.side(core, l1.z), l1.z)
-                s2 = rules._SideAt(self.reg.side(core, l2.z), l2.z)
-                return rules.two_point(word, i, j, s1, s2, self.variance_mode)
-            if core.side == "data" and core.data.correlated and core.ddof is None and not self.variance_mode:
-                # correlated rows (K): the lift with sample-side sources (equivalence/sample_side.py)
-                return sample_side.average_core(self, word, core.data, canonical_str)
-            if core.side != "data" or core.data.correlated:
-                raise NotImplementedError(
-                    f"{len(mine)} resolvents of {core} in one trace ({canonical_str(word)}): "
-                    "k-point equivalents (k ≥ 3) are derivable for data-side cores of iid rows only")
-            # k ≥ 3: the block-bidiagonal lift of the general law (docs/math.md)
-            return general_law.average(word, self.reg, self.variance_mode, canonical_str, first=mine[0][1])
-        bares = [(i, l) for i, l in enumerate(word) if isinstance(l, Bare)]
-        if bares:
-            core = bares[0][1].core
-            if core.chain:
-                return [(sp.S.One, (_unfold(word, bares[0][0]),))]
-            self._check_alone(word, core)
-            idx = [i for i, l in bares if l.core == core]
-            return rules.bare_expectation(word, idx, _bare_side(core), first_order=not self.variance_mode)
-        feats = [(i, l) for i, l in enumerate(word) if isinstance(l, Rand) and isinstance(l.sym, RandomFeatures)]
-        if feats:
-            i, l = feats[0]
-            partner = next((j for j, m in feats[1:] if m.sym == l.sym and m.t != l.t), None)
-            if partner is None:
-                raise NotImplementedError(f"unpaired random features {l.sym.name} in {canonical_str(word)}")
-            return rules.features_expectation(word, i, partner, l.sym)
-        rnd = [l for l in word if isinstance(l, Rand)]
-        raise NotImplementedError(
-            f"cannot average {canonical_str(word)}: {rnd[0]} appears outside a sample covariance "
-            "(data matrices must pair as XᵀX, XXᵀ or sit next to their resolvent)")
+        """Average over one random core of the word (others held fixed): the
+        first rule of ``averaging.RULES`` that applies."""
+        return AVERAGE(self, word)
 
     def _check_alone(self, word, core):
-        """No other letter may depend on this core's sources."""
-        src = core.sources
-        for l in word:
-            if isinstance(l, (Res, Bare)) and l.core != core and (l.core.sources & src):
-                raise NotImplementedError(
-                    f"{core} and {l.core} share randomness in {canonical_str(word)}: "
-                    "mixed data-space/Gram-space or feature/data resolvents are not implemented")
-            if isinstance(l, Rand) and l.sym.uid in src and not (core.chain and l.sym in core.chain):
-                raise NotImplementedError(
-                    f"{l} appears outside the sample covariance of {core} in {canonical_str(word)}")
+        """No other letter may depend on this core's sources (``averaging.check_alone``)."""
+        check_alone(word, core)
+
+
+#: the engine is the derivation context (older name, kept for callers)
+Engine = Derivation
 
 
 def _real_word(word):
@@ -254,27 +268,3 @@ def _expand_tagged(M):
     return expand(M, tag=0)
 
 
-def _bare_side(core):
-    from .laws import Side
-    X = core.data
-    if core.side == "gram":
-        return Side(A=X.K if X.correlated else Identity(core.m), kA=None, B=X.Sigma, kB=None,
-                    m=core.m, k1=None, iid=True)
-    return Side(A=X.Sigma, kA=None, B=X.K if X.correlated else Identity(core.m), kB=None,
-                m=core.m, k1=None, iid=not X.correlated)
-
-
-def _unfold(word, i):
-    """A bare feature core back into ``Fᵀ Σ̂ F`` letters."""
-    from ..rewrite.letters import Core
-    core = word[i].core
-    inner = Core(core.data, core.side, core.chain[:-1], core.ddof)
-    F = core.chain[-1]
-    return word[:i] + (Rand(F, True), Bare(inner), Rand(F)) + word[i + 1:]
-
-
-def canonical_str(word):
-    try:
-        return sp.sstr(word_matrix(word))
-    except Exception:  # messages must never fail
-        return " ".join(map(str, word))

@@ -38,7 +38,11 @@ population ``Σ``):
 ``Σ_F⁺`` are ``0`` on the null space). ``χ`` is split into partial
 fractions in ``s`` and each piece replaced by its one-point equivalent:
 ``(Ŝ+a)⁻¹ ≃ (κ/a)(Σ+κ)⁻¹`` with ``κ(1 − df₁(κ)/p) = a``; ``(Ŝ+a)⁻²`` by
-``−∂_a`` of it (``dκ/da = 1/(1 − Tr[Σ²(Σ+κ)⁻²]/p)``); the pseudo-inverse
+``−∂_a`` of it (``dκ/da = 1/(1 − Tr[Σ²(Σ+κ)⁻²]/p)``); a product of two
+resolvents at different ridges is kept whole (partial fractions would carry
+``1/(a₁ − a₂)``, 0/0 at equal ridge values):
+``(Ŝ+a₁)⁻¹(Ŝ+a₂)⁻¹ ≃ D₁₂[(κ₁/a₁)R₁R₂ + (κ₁κ₂/(a₁a₂p))Tr[ΣR₁R₂]R₂]``,
+``R_i = (Σ+κ_i)⁻¹``, ``D₁₂ = 1/(1 − Tr[Σ²R₁R₂]/p)``; the pseudo-inverse
 ``Ŝ⁺ ≃ κ₀' Σ(Σ+κ₀)⁻²`` and the null-space projector
 ``I − ŜŜ⁺ ≃ κ₀(Σ+κ₀)⁻¹`` from the ridgeless law ``κ₀ = κ(0⁺)`` (``0`` when
 ``p ≥ rank Σ``), ``κ₀' = 1/(1 − Tr[Σ²(Σ+κ₀)⁻²]/p)``; polynomials by the exact
@@ -92,7 +96,8 @@ def average_one(eng, word):
     """Average a word containing random features. The engine's single-core
     rules go first (one resolvent sandwiched ``𝔉G𝔉ᵀ``/``Tr G``, bare
     chains, ``E[FBFᵀ]``: outputs unchanged); words they refuse go through
-    nested conditioning."""
+    nested conditioning — also words with bare feature cores and no
+    resolvent (``Tr[𝔉ᵀΣ̂𝔉] ≃ Tr Σ``, met in ``Tr(Σ̂²G) = Tr Σ̂ − λTr(Σ̂G)``)."""
     plan = _plan(word)
     if not _legacy_shape(word):
         if plan is not None:
@@ -103,15 +108,13 @@ def average_one(eng, word):
                 f"deep feature chain {deep} in {_word_str(word)}: nested conditioning (features given, then "
                 "averaged) is implemented for one feature layer; beyond one resolvent sandwiched by the "
                 "chain, deeper chains are not derived")
-    eng._features_legacy = True
-    try:
-        return eng.average_one(word)
-    except NotImplementedError as first:
-        if plan is None:
-            raise first
-        return _nested(eng, word, plan, first)
-    finally:
-        eng._features_legacy = False
+    with eng.features_legacy():
+        try:
+            return eng.average_one(word)
+        except NotImplementedError as first:
+            if plan is None:
+                raise first
+            return _nested(eng, word, plan, first)
 
 
 def _legacy_shape(word):
@@ -166,7 +169,7 @@ def _plan(word):
                 X = l.sym
             else:
                 return None
-    if X is None or chain is None or not any(isinstance(l, Res) and l.core.chain for l in word):
+    if X is None or chain is None or not any(isinstance(l, (Res, Bare)) and l.core.chain for l in word):
         return None
     if not loose <= set(chain) or chain[0].shape[0] != X.shape[1]:
         return None
@@ -533,11 +536,64 @@ class _Calculus:
         return self._k0
 
     def _pieces(self, chi):
-        """Partial fractions of ``χ``: (polynomial coefficients, {(a, j): c}, c₋₁ at s=0, regular value at 0)."""
+        """Partial fractions of ``χ``: (polynomial coefficients, {(a, j): c}, c₋₁ at s=0, regular value at 0,
+        {(a₁, a₂): c} products of two distinct simple poles kept whole)."""
         key = chi
         if key not in _PIECES:
-            _PIECES[key] = self._pieces_uncached(chi)
+            _PIECES[key] = self._two_poles(chi) or (self._pieces_uncached(chi) + ({},))
         return _PIECES[key]
+
+    def _two_poles(self, chi):
+        """``χ = P(s)/((s+a₁)(s+a₂))`` with two different ridges ``a₁ ≠ a₂``
+        (and no pole at 0) is split without partial fractions in the ridges:
+        ``P = q·(s+a₁)(s+a₂) + r₁s + r₀`` gives
+        ``χ = q(s) + r₁/(s+a₂) + (r₀ − r₁a₁)/((s+a₁)(s+a₂))``; the last piece
+        keeps the product whole (its equivalent, :meth:`_pair`, is regular at
+        ``a₁ = a₂``, where ``1/(a₁ − a₂)`` of partial fractions is 0/0).
+        ``None`` when ``χ`` is not of that shape."""
+        s = self.s
+        chi = sp.cancel(sp.together(chi))
+        if not chi.has(s):
+            return None
+        num, den = sp.fraction(chi)
+        cden, roots = sp.S.One, []
+        for b, e in sp.factor(den).as_powers_dict().items():
+            if not b.has(s):
+                cden *= b ** e
+                continue
+            a = sp.expand(b - s)
+            if e != 1 or a.has(s) or a == 0 or not sp.Poly(b, s).degree() == 1 or sp.Poly(b, s).LC() != 1:
+                return None
+            roots.append(a)
+        if len(roots) != 2 or sp.simplify(roots[0] - roots[1]) == 0:
+            return None
+        a1, a2 = sorted(roots, key=sp.default_sort_key)
+        q, r = sp.div(sp.Poly(sp.expand(num), s), sp.Poly(sp.expand((s + a1) * (s + a2)), s))
+        r1, r0 = r.coeff_monomial(s), r.coeff_monomial(1)
+        poly = {}
+        for (k,), c in q.terms():
+            poly[k] = poly.get(k, 0) + c / cden
+        poles = {(a2, 1): r1 / cden} if r1 != 0 else {}
+        pairs = {(a1, a2): (r0 - r1 * a1) / cden}
+        reg0 = sp.factor(sp.cancel(chi.subs(s, 0)))
+        return poly, poles, sp.S.Zero, reg0, pairs
+
+    def _pair(self, a1, a2, make):
+        """Equivalent of ``(Ŝ+a₁)⁻¹(Ŝ+a₂)⁻¹`` inside ``make(·)``, regular at
+        ``a₁ = a₂``. With ``a_i = κ_i(1 − Tr[Σ(Σ+κ_i)⁻¹]/p)``, ``R_i = (Σ+κ_i)⁻¹``:
+        ``a₁ − a₂ = (κ₁ − κ₂)(1 − Tr[Σ²R₁R₂]/p)`` and
+        ``κ₁a₂ − κ₂a₁ = −κ₁κ₂(κ₁ − κ₂)Tr[ΣR₁R₂]/p``, so the divided difference
+        ``((Ŝ+a₂)⁻¹ − (Ŝ+a₁)⁻¹)/(a₁ − a₂)`` of ``(Ŝ+a)⁻¹ ≃ (κ/a)R`` is
+
+            D₁₂[(κ₁/a₁)R₁R₂ + (κ₁κ₂/(a₁a₂p))Tr[ΣR₁R₂]·R₂],   D₁₂ = 1/(1 − Tr[Σ²R₁R₂]/p)
+
+        (at ``a₁ = a₂`` it is ``−∂_a`` of the one-resolvent equivalent)."""
+        k1, k2 = self.st.lower(a1), self.st.lower(a2)
+        d, Sigma, p = self.d, self.Sigma, self.p
+        R1 = (Sigma + k1 * Identity(d)).inverse()
+        R2 = (Sigma + k2 * Identity(d)).inverse()
+        D = 1 / (1 - Tr(Sigma * Sigma * R1 * R2) / p)
+        return D * ((k1 / a1) * make(R1 * R2) + (k1 * k2 / (a1 * a2 * p)) * Tr(Sigma * R1 * R2) * make(R2))
 
     def _pieces_uncached(self, chi):
         s = self.s
@@ -598,7 +654,7 @@ class _Calculus:
         """``uᵀΣF ψ(Σ_F) FᵀΣv``."""
         s = self.s
         Sigma, d, p = self.Sigma, self.d, self.p
-        poly, poles, c0, reg0 = self._pieces(s * psi)
+        poly, poles, c0, reg0, pairs = self._pieces(s * psi)
         F = lambda M: Form(u.T * M * v)
         total = sp.S.Zero
         for k, c in poly.items():
@@ -612,6 +668,8 @@ class _Calculus:
                 raise NotImplementedError("random features: a power ≥ 3 of the feature covariance")
         for (a, j), c in poles.items():
             total += c * self._resolvent(a, j, lambda R: F(Sigma * R))
+        for (a1, a2), c in pairs.items():
+            total += c * self._pair(a1, a2, lambda R: F(Sigma * R))
         if c0 != 0 or reg0 != 0:
             k0, k0p = self.kappa0()
             R0 = (Sigma + k0 * Identity(d)).inverse()
@@ -622,7 +680,7 @@ class _Calculus:
     def trace(self, phi):
         """``Tr_p φ(Σ_F) = Tr_d φ(Ŝ) + (p − d) φ(0)``."""
         Sigma, d, p = self.Sigma, self.d, self.p
-        poly, poles, c0, reg0 = self._pieces(phi)
+        poly, poles, c0, reg0, pairs = self._pieces(phi)
         total = sp.S.Zero
         for k, c in poly.items():
             if k == 0:
@@ -635,6 +693,8 @@ class _Calculus:
                 raise NotImplementedError("random features: a power ≥ 3 of the feature covariance")
         for (a, j), c in poles.items():
             total += c * self._resolvent(a, j, Tr)
+        for (a1, a2), c in pairs.items():
+            total += c * self._pair(a1, a2, Tr)
         if c0 != 0:
             k0, k0p = self.kappa0()
             R0 = (Sigma + k0 * Identity(d)).inverse()

@@ -267,8 +267,144 @@ def _resolvent_index(l, cores, reg):
     return _Index((R,), phi, delta, weights)
 
 
+# tagged polys of the lift: the unknowns ``Δ_j,ab`` of one step enter linearly, so a
+# term carries the index ``j`` of the unknown it is multiplied by (or ``None``)
+# instead of a SymPy symbol: the linear system's matrix and right-hand side are
+# read off the tags, and substitution is a product of polys — no ``diff``/``subs``
+# on large coefficients.  scalar: (coeff, swords, tag); matrix: (coeff, swords, mword, tag)
+def _tcollect_s(p):
+    acc = {}
+    for c, sw, t in p:
+        k = (sw, t)
+        acc[k] = acc[k] + c if k in acc else c
+    return [(c, sw, t) for (sw, t), c in acc.items() if c != 0]
+
+
+def _tcollect_m(p):
+    acc = {}
+    for c, sw, mw, t in p:
+        k = (sw, mw, t)
+        acc[k] = acc[k] + c if k in acc else c
+    return [(c, sw, mw, t) for (sw, mw, t), c in acc.items() if c != 0]
+
+
+def _tsubst_s(p, sols):
+    """Replace each tagged unknown ``j`` by the untagged poly ``sols[j]``."""
+    out = []
+    for c, sw, t in p:
+        if t is None:
+            out.append((c, sw, None))
+        else:
+            out += [(c2 * c, sw2 + sw, None) for c2, sw2 in sols[t]]
+    return _tcollect_s(out)
+
+
+def _tsubst_m(p, sols):
+    out = []
+    for c, sw, mw, t in p:
+        if t is None:
+            out.append((c, sw, mw, None))
+        else:
+            out += [(c2 * c, sw2 + sw, mw, None) for c2, sw2 in sols[t]]
+    return _tcollect_m(out)
+
+
 def lift(indices, links, cores):
-    """Block ``(1, K)`` of ``R̃`` as a matrix poly (see the module docstring)."""
+    """Block ``(1, K)`` of ``R̃`` as a matrix poly (see the module docstring).
+
+    Built from the diagonal out, distance ``s = b − a`` at a time:
+    ``Φ_j,ab (1 + Δ_j,bb C_j,bb) = C_j,ab − Σ_{(c,e) ≠ (b,b)} Φ_j,ac Δ_j,ce C_j,eb``,
+    ``R̃_ab = −R_aa Σ_{c=a+1}^{b} D_ac R̃_cb`` with ``D_ac = Σ_j Φ_j,ac Σ_j + B̃_ac``, and
+    ``Δ_j,ab = Tr[Σ_j R̃_ab]/n_j`` — linear in the unknowns ``Δ_·,ab`` (one per core),
+    solved by a small matrix inverse whose entries are abbreviated by symbols while
+    inverting and substituted back into the (small) inverse at once."""
+    K = len(indices)
+    Rt = {}
+    Phi, Delta = {}, {}
+    C = {}
+    for a, ix in enumerate(indices):
+        Rt[a, a] = [(sp.S.One, (), ix.R, None)]
+        for c in cores:
+            Phi[c, a, a] = [(ix.phi[c], (), None)] if ix.phi[c] != 0 else []
+            Delta[c, a, a] = [(ix.delta[c], (), None)]
+            C[c, a, a] = ix.weights[c]
+    for a, (kind, what) in enumerate(links):
+        for c in cores:
+            C[c, a, a + 1] = sp.S.NegativeOne if (kind == "bare" and what == c) else sp.S.Zero
+    Cget = lambda c, a, b: C.get((c, a, b), sp.S.Zero)  # noqa: E731
+    nc = len(cores)
+    for s in range(1, K):
+        for a in range(K - s):
+            b = a + s
+            for j, c in enumerate(cores):
+                Delta[c, a, b] = [(sp.S.One, (), j)]
+            # Φ_ab (1 + Δ_bb C_bb) = C_ab − Σ_{(c,e) ≠ (b,b)} Φ_ac Δ_ce C_eb
+            for c in cores:
+                acc = [(Cget(c, a, b), (), None)] if Cget(c, a, b) != 0 else []
+                for cc in range(a, b + 1):
+                    for e in range(cc, b + 1):
+                        Ceb = Cget(c, e, b)
+                        if (cc, e) == (b, b) or Ceb == 0:
+                            continue
+                        # Φ_ac is untagged (c < b, or c = b with e = b excluded)
+                        acc += [(-Ceb * (c1 * c2), s1 + s2, t2)
+                                for c1, s1, _ in Phi[c, a, cc] for c2, s2, t2 in Delta[c, cc, e]]
+                den = 1 + indices[b].delta[c] * indices[b].weights[c]
+                Phi[c, a, b] = _tcollect_s([(co / den, sw, t) for co, sw, t in acc])
+            # R̃_ab = −R_aa Σ_{c=a+1}^{b} D_ac R̃_cb,  D_ac = Σ_j Φ_j,ac Σ_j + B̃_ac
+            ra = indices[a].R
+            terms = []
+            for cc in range(a + 1, b + 1):
+                for c in cores:
+                    if Phi[c, a, cc]:
+                        S = (Det(c.data.Sigma),)
+                        terms += [(-co1 * co2, sw1 + sw2, ra + S + mw, t1)
+                                  for co1, sw1, t1 in Phi[c, a, cc] for co2, sw2, mw, _ in Rt[cc, b]]
+            kind, what = links[a]
+            if kind == "word":
+                terms += [(co, sw, ra + what + mw, t) for co, sw, mw, t in Rt[a + 1, b]]
+            Rab = _tcollect_m(terms)
+            # Δ_j,ab = Tr[Σ_j R̃_ab]/n_j: linear in the tagged unknowns
+            A = sp.zeros(nc, nc)
+            abbrev = {}
+            h = []
+            for i, c in enumerate(cores):
+                Sw = (Det(c.data.Sigma),)
+                r = _tcollect_s([(co / c.m, sw + (Sw + mw,), t) for co, sw, mw, t in Rab])
+                for k2 in range(nc):
+                    part = [(co, sw) for co, sw, t in r if t == k2]
+                    val = (1 if i == k2 else 0) - _deterministic_scalar(part, "coefficient")
+                    if val.is_number:
+                        A[i, k2] = val
+                    else:       # abbreviated while inverting (cheap algebra), substituted right after
+                        a_ = sp.Dummy(f"lift{len(abbrev)}")
+                        abbrev[a_] = val
+                        A[i, k2] = a_
+                h.append([(co, sw) for co, sw, t in r if t is None])
+            Ainv = _inverse(A)
+            if abbrev:
+                Ainv = Ainv.xreplace(abbrev)
+            sols = []
+            for k2 in range(nc):
+                sol = []
+                for i in range(nc):
+                    if Ainv[k2, i] != 0:
+                        sol += [(Ainv[k2, i] * co, sw) for co, sw in h[i]]
+                sols.append(_collect_s(sol))
+            for c, sol in zip(cores, sols):
+                Delta[c, a, b] = [(co, sw, None) for co, sw in sol]
+            for c in cores:
+                Phi[c, a, b] = _tsubst_s(Phi[c, a, b], sols)
+            Rt[a, b] = _tsubst_m(Rab, sols)
+    return [(c, sw, mw) for c, sw, mw, _ in Rt[0, K - 1]]
+
+
+def _lift_reference(indices, links, cores):
+    """:func:`lift` as first written: the unknowns ``Δ_·,ab`` as SymPy dummies in the
+    coefficients, read off by ``diff``/``subs`` and substituted at the end (slow on the
+    large coefficients of 4- and 5-point traces). Kept as the reference the tagged
+    :func:`lift` is tested against (``tests/test_dspeed_cache.py``) and as the
+    baseline of ``benchmarks/derive.py``."""
     K = len(indices)
     abbrev = {}
     Rt = {}

@@ -1,5 +1,13 @@
 """Unknowns and self-consistent equations, one block per (law, spectral
-parameter).
+parameter) — and the registry of law families (keyed by kind).
+
+The equations themselves live with their law: one module per family in
+:mod:`symrmt.laws` (``wishart``, ``separable``, ``pooled``), each a
+:class:`symrmt.laws.base.Law` that registers itself here with
+:func:`register_law`. This module holds only the registry and the
+bookkeeping of groups (one group per core law and spectral parameter; the
+same law at the same ``z`` — e.g. two independent copies — shares its
+unknowns). Imports go from the law modules down into this layer, never up.
 
 For data ``X = K^{1/2} Z Σ^{1/2}`` with ``m`` samples (normalisation
 ``1/m``) the data side ``(XᵀX/m + z)⁻¹ ≃ (κ/z)(Σ+κ)⁻¹`` and the Gram side
@@ -12,20 +20,69 @@ the pair reduces to docs/math.md's ``κ(1 − df/m) = z``, i.e. ``κ = z S_W(−
 with ``S_W(w) = 1/(1 + (d/m) w)``. Feature layers ``F_l`` (``d_l × p_l``)
 between the data and the ridge multiply S-transforms: the data level sees
 the ridge ``κ₁ = κ Π_l (1 − df/p_l)`` and ``κ`` is the ridge seen by ``Σ``.
-The same law at the same ``z`` (e.g. two independent copies) shares
-unknowns.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy import Identity
 
-from ..transforms import stransform as st
-from ..transforms.spectral import df1 as _df
-from ..objects import Tr
-from .result import UnknownGroup, unknown_symbol
+from ..transforms.spectral import df1 as _df  # noqa: F401  (re-exported: rules.py imports it from here)
+from .result import unknown_symbol
+
+# ------------------------------------------------------------------ registry
+#: kind → law family (a :class:`symrmt.laws.base.Law` instance), in registration order
+FAMILIES = {}
+
+
+def register_law(law):
+    """Add a law family (an instance, or a class that is instantiated) under
+    ``law.kind``. A kind already registered by another law is refused."""
+    if isinstance(law, type):
+        law = law()
+    kind = getattr(law, "kind", None)
+    if not kind or not isinstance(kind, str):
+        raise TypeError(f"register_law: {law!r} needs a string 'kind'")
+    old = FAMILIES.get(kind)
+    if old is not None and type(old) is not type(law):
+        raise ValueError(f"register_law: a law of kind {kind!r} is already registered "
+                         f"({type(old).__name__})")
+    FAMILIES[kind] = law
+    return law
+
+
+def unregister_law(kind):
+    """Remove the law family ``kind`` (e.g. a test's toy law); returns it."""
+    return FAMILIES.pop(kind)
+
+
+def family(kind):
+    """The law family registered under ``kind`` (``NotImplementedError`` naming it if none)."""
+    try:
+        return FAMILIES[kind]
+    except KeyError:
+        raise NotImplementedError(f"no law family of kind {kind!r} is registered "
+                                  f"(registered: {', '.join(FAMILIES) or 'none'})") from None
+
+
+def family_for_core(core):
+    """The law family whose ``applies(core)`` holds; the family registered
+    last wins, so a specialised law registered after a general one takes
+    precedence. ``NotImplementedError`` naming the core if none applies."""
+    for law in reversed(list(FAMILIES.values())):
+        if law.applies(core):
+            return law
+    raise NotImplementedError(f"no registered law family applies to the core {core} "
+                              f"(registered: {', '.join(FAMILIES) or 'none'})")
+
+
+def family_for_object(obj):
+    """The law family that samples the random object ``obj`` (its
+    ``samples(obj)`` holds; last registered first), or ``None``."""
+    for law in reversed(list(FAMILIES.values())):
+        if law.samples(obj):
+            return law
+    return None
 
 
 @dataclass
@@ -46,71 +103,36 @@ class Side:
 
 
 class Registry:
+    """The groups of unknowns of one derivation. Each group is a dict built
+    by its law family (``Law.equations``) with at least ``group`` (the
+    :class:`~.result.UnknownGroup`), ``order``, ``law`` (the family) and, for
+    a one-core law, ``kappa``, ``nu``, ``k1``, ``iid``, ``Kmat``; the general
+    law's have ``general=True``, ``delta``, ``rho``, ``R``, ``weights``."""
+
     def __init__(self):
         self._groups = {}
         self._count = 0
 
+    def next_index(self):
+        """A fresh index for the dummies of a new group."""
+        self._count += 1
+        return self._count
+
     def _key(self, core):
         X = core.data
-        return (X.Sigma, X.K, core.m, tuple(F.shape for F in core.chain))
+        law = family_for_core(core)
+        return (law.kind, X.Sigma, X.K, core.m, tuple(F.shape for F in core.chain)) + law.key_extra(core)
 
     def side(self, core, z):
         key = (self._key(core), sp.sympify(z))
         if key not in self._groups:
-            self._groups[key] = self._new_group(core, sp.sympify(z))
+            law = family_for_core(core)
+            g = law.equations(self, core, sp.sympify(z))
+            g.setdefault("law", law)
+            g.setdefault("order", self._count)
+            self._groups[key] = g
         g = self._groups[key]
-        X = core.data
-        if core.side == "gram":
-            if core.chain:
-                raise NotImplementedError(f"Gram side of a feature chain: {core}")
-            return Side(A=g["Kmat"], kA=g["nu"], B=X.Sigma, kB=g["kappa"], m=core.m,
-                        k1=g["nu"], iid=isinstance(X.Sigma, Identity))
-        return Side(A=X.Sigma, kA=g["kappa"], B=g["Kmat"], kB=g["nu"], m=core.m,
-                    k1=g["k1"], iid=g["iid"])
-
-    def _new_group(self, core, z):
-        self._count += 1
-        X = core.data
-        m, Sigma = core.m, X.Sigma
-        kappa = sp.Dummy(f"kappa{self._count}", positive=True)
-        df = _df(Sigma, kappa)
-        sizes = tuple(F.shape[1] for F in core.chain)
-        shrink = sp.Mul(*[(1 - df / p) for p in sizes])
-        k1 = kappa * shrink
-        iid = isinstance(X.K, Identity)
-        d = Sigma.shape[0]
-        # feature layers: free white factors, S = 1/(1 + (d/p) w) each
-        S_feat = st.product(*[st.wishart(d / p) for p in sizes]) if sizes else sp.Lambda(sp.Symbol("w"), 1)
-        w_at = -df / d
-        if iid:
-            Kmat = Identity(m)
-            nu = (m - df) / df
-            S_W = st.product(st.wishart(d / m), S_feat)
-            # κ = z S_W(−df/d)  ⇔  κ / S_W(−df/d) = z
-            eqs = (sp.Eq(kappa / S_W(w_at), z, evaluate=False),)
-            group = UnknownGroup((kappa,), eqs, z, "wishart", Sigma, (m,) + sizes)
-        else:
-            if core.ddof == 1:
-                raise NotImplementedError("centred sample covariance of correlated samples (K) is not implemented")
-            Kmat = X.K
-            nu = sp.Dummy(f"nu{self._count}", positive=True)
-            # S_K(−df/m) is implicit: = (1 − t)/(ν t), t = df/m, with Tr[K(K+ν)⁻¹]/m = t
-            t = df / m
-            SK_val, eqK = st.from_spectrum(_df(Kmat, nu) / m, t, nu)
-            SK = sp.Lambda(sp.Symbol("w"), SK_val)  # only ever evaluated at −t
-            S_W = st.product(st.correlated_samples(d / m, SK), S_feat)
-            eqs = (sp.Eq(_df(Kmat, nu), df, evaluate=False),
-                   sp.Eq(k1 * nu * df, m * z, evaluate=False))
-            self._check_separable(kappa / S_W(w_at), k1 * nu * df / m)
-            group = UnknownGroup((kappa, nu), eqs, z, "separable", Sigma, sizes, Kmat, m)
-        return dict(kappa=kappa, nu=nu, k1=k1, iid=iid, Kmat=Kmat, group=group, order=self._count)
-
-    @staticmethod
-    def _check_separable(a, b):
-        """The catalogue's ``κ/S_W(−df/d)`` must equal the two-sided form
-        ``κ₁ ν df/m`` (guards the algebra of the two routes)."""
-        if sp.simplify(a - b) != 0:
-            raise AssertionError(f"internal: S-transform route disagrees: {a} vs {b}")
+        return g["law"].side(core, g)
 
     def groups(self):
         return [g["group"] for g in sorted(self._groups.values(), key=lambda g: g["order"])]
@@ -120,38 +142,32 @@ class Registry:
         ``R = (Σ_k c_k ρ_k Σ_k + B + z)⁻¹``, unknowns ``δ_k`` with
         ``δ_k = c_k Tr[Σ_k R]/n_k`` and ``ρ_k = 1/(1+δ_k)`` (iid rows) or
         ``ρ_k = Tr[K_k(I+δ_kK_k)⁻¹]/n_k``. Returns a dict with ``R`` (the
-        matrix), ``delta``, ``rho`` (lists over blocks) and ``weights``."""
+        matrix), ``delta``, ``rho`` (lists over blocks) and ``weights``.
+        The equations are built by the ``general`` family
+        (:mod:`symrmt.laws.pooled`); every block's own family must declare
+        that it is a block of this law (``Law.pools``)."""
         z = sp.sympify(z)
+        d0 = blocks[0][0].dim
+        for core, _ in blocks[1:]:
+            if sp.sympify(core.dim - d0) != 0:
+                raise ValueError(f"the blocks of a pooled sum must have the same number of columns: "
+                                 f"{blocks[0][0].data.name} has {d0}, {core.data.name} has {core.dim}")
+        if B is not None and sp.sympify(B.shape[0] - d0) != 0:
+            raise ValueError(f"the deterministic shift {B} ({B.shape[0]}×{B.shape[1]}) does not match the "
+                             f"{d0} columns of {blocks[0][0].data.name}")
+        for core, _ in blocks:
+            law = family_for_core(core)
+            if not law.pools:
+                raise NotImplementedError(
+                    f"the core {core} (law {law.kind!r}) inside a pooled sum or a shifted resolvent: its law "
+                    "is not declared a block of the general one-point law")
         key = ("general", tuple((c.data.Sigma, c.data.K, c.m, sp.sympify(w)) for c, w in blocks), B, z)
         if key not in self._groups:
-            self._count += 1
-            d = blocks[0][0].dim
-            deltas, rhos, eqs = [], [], []
-            for j, (core, w) in enumerate(blocks, 1):
-                dl = sp.Dummy(f"delta{self._count}_{j}", positive=True)
-                X = core.data
-                if X.correlated:
-                    if core.ddof == 1:
-                        raise NotImplementedError(
-                            "centred sample covariance of correlated samples (K) is not implemented")
-                    n = X.K.shape[0]
-                    rho = Tr(X.K * (Identity(n) + dl * X.K).inverse()) / core.m
-                else:
-                    rho = 1 / (1 + dl)
-                deltas.append(dl)
-                rhos.append(rho)
-            inner = sp.MatAdd(*[w * r * core.data.Sigma for (core, w), r in zip(blocks, rhos)])
-            if B is not None:
-                inner = inner + B
-            if z != 0:
-                inner = inner + z * Identity(d)
-            R = inner.inverse()
-            for (core, w), dl in zip(blocks, deltas):
-                eqs.append(sp.Eq(dl, w * Tr(core.data.Sigma * R) / core.m, evaluate=False))
-            group = UnknownGroup(tuple(deltas), tuple(eqs), z, "general", blocks[0][0].data.Sigma,
-                                 (B,) if B is not None else ())
-            self._groups[key] = dict(general=True, delta=deltas, rho=rhos, R=R, group=group,
-                                     order=self._count, weights=[w for _, w in blocks])
+            law = family("general")
+            g = law.general_equations(self, blocks, B, z)
+            g.setdefault("law", law)
+            g.setdefault("order", self._count)
+            self._groups[key] = g
         return self._groups[key]
 
     def naming(self):
@@ -176,3 +192,10 @@ class Registry:
                     idx = f"{i}{j}" if m > 1 else i
                 sub[dl] = unknown_symbol("delta", idx)
         return sub
+
+
+def gram_side(core):
+    """``NotImplementedError`` for the Gram side of a feature chain (shared by the families)."""
+    if core.side == "gram" and core.chain:
+        raise NotImplementedError(f"Gram side of a feature chain: {core}")
+

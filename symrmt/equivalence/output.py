@@ -12,7 +12,7 @@ import sympy as sp
 from sympy import Identity, MatMul
 
 from ..objects import Form, Tr
-from ..rewrite.letters import Det, is_identity, transpose_word
+from ..rewrite.letters import Det, is_identity
 
 
 @lru_cache(maxsize=65536)
@@ -22,10 +22,27 @@ def _srepr(expr):
     return sp.srepr(expr)
 
 
+@lru_cache(maxsize=65536)
+def _doit(expr):
+    """``expr.doit()`` (memoised: the same large letters recur in many words)."""
+    return expr.doit()
+
+
+@lru_cache(maxsize=65536)
+def _transpose(letter):
+    return letter.T()
+
+
+def _transpose_word(word):
+    """``transpose_word`` with memoised letter transposes (same result)."""
+    return tuple(_transpose(l) for l in reversed(word))
+
+
 def _key(word):
     return tuple(_srepr(l.expr) for l in word)
 
 
+@lru_cache(maxsize=65536)
 def function_base(M):
     """The symmetric matrix ``S`` if ``M`` is a rational function or power of
     ``S`` alone (``S``, ``S + cI``, inverses, powers, products of those),
@@ -71,8 +88,11 @@ def sort_commuting(word):
 
 
 def _product(word):
+    """``MatMul(*word).doit()``: ``MatMul.doit`` is ``canonicalize(MatMul(*[a.doit()
+    for a in args]))``, so with each letter's ``doit`` memoised the outer one runs
+    with ``deep=False`` (identical result)."""
     mats = [l.expr for l in word]
-    return MatMul(*mats).doit() if len(mats) > 1 else mats[0]
+    return MatMul(*[_doit(m) for m in mats]).doit(deep=False) if len(mats) > 1 else mats[0]
 
 
 @lru_cache(maxsize=16384)
@@ -86,7 +106,7 @@ def word_to_scalar(word):
         return word[0].expr.shape[0] if word else sp.S.One
     word = kept
     rots = []
-    for w in (word, transpose_word(word)):
+    for w in (word, _transpose_word(word)):
         for i in range(len(w)):
             r = w[i:] + w[:i]
             rots.append(sort_commuting(r))

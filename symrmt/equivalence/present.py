@@ -340,12 +340,20 @@ def _parse_form(F):
     return c, left.arg, mid, right
 
 
+def _presents_kappa(g):
+    """Whether the group's law is shown as one ``κ`` with ``κ Π_j(1 − df₁/m_j) = z``
+    (``Law.presents_kappa`` of its family in the registry; an unregistered kind: no)."""
+    from .laws import FAMILIES
+    law = FAMILIES.get(g.kind)
+    return bool(law is not None and law.presents_kappa)
+
+
 class _Context:
     """Per-presentation state: unknowns, their ``Σ``, sizes, display symbols."""
 
     def __init__(self, de):
         self.groups = list(de.groups)
-        self.kappas = [g.unknowns[0] for g in self.groups if g.kind == "wishart"]
+        self.kappas = [g.unknowns[0] for g in self.groups if _presents_kappa(g)]
         self.group_of = {g.unknowns[0]: g for g in self.groups}
         sig = {g.Sigma for g in self.groups}
         self.Sigma = sig.pop() if len(sig) == 1 else None
@@ -742,7 +750,7 @@ def two_size_gamma(e, ctx):
     if e.has(sp.Integral) or _size(e) > TWO_SIZE_MAX_OPS:
         return None
     for g in ctx.groups:
-        if g.kind != "wishart" or len(g.sizes) != 2 or not isinstance(g.z, sp.Symbol) or not e.has(g.z):
+        if not _presents_kappa(g) or len(g.sizes) != 2 or not isinstance(g.z, sp.Symbol) or not e.has(g.z):
             continue
         if _equation_display(g, g.equations[0], ctx, {}) is None:
             continue
@@ -874,7 +882,7 @@ def _integration_ridges(ctx):
     from .spectral_fn import ContourScale
     out, names, shape, zetas = {}, {}, {}, {}
     for g in ctx.groups:
-        if g.kind != "wishart":
+        if not _presents_kappa(g):
             continue
         z = g.z
         thetas = [t for t in z.free_symbols if t.name.startswith("_theta") or isinstance(t, sp.Dummy)]
@@ -1021,7 +1029,7 @@ def _present_piece(e, ctx, ridges, light=False):
     best = factor_display(e, gens, ctx)
     # 2. eliminate ridges that are plain symbols (λ, σ²) when shorter
     for g in ctx.groups:
-        if g.kind != "wishart":
+        if not _presents_kappa(g):
             continue
         k = g.unknowns[0]
         z = ridges[k][0] if k in ridges else g.z
@@ -1085,7 +1093,7 @@ def introduce_gamma(e, ctx):
         return e
     rep = {}
     for g in ctx.groups:
-        if g.kind != "wishart" or len(g.sizes) != 1:
+        if not _presents_kappa(g) or len(g.sizes) != 1:
             continue
         k, m = g.unknowns[0], g.sizes[0]
         pairs = [tuple(a.args[1:]) for a in dfs if len(a.args) == 3 and a.args[1] == k]
@@ -1135,7 +1143,7 @@ def present(de):
         if not needed & set(g.unknowns):
             continue          # an unknown the presented value no longer needs (its terms vanish on the equations)
         for eq in g.equations:
-            shown = _equation_display(g, eq, ctx, ridges) if g.kind == "wishart" else None
+            shown = _equation_display(g, eq, ctx, ridges) if _presents_kappa(g) else None
             eqs.append(shown if shown is not None else eq)
     if eqs:       # functionals that only the equations use (df₁ once the value is in γ) are defined too
         shown_eqs = sp.Tuple(*[x for eq in eqs for x in (getattr(eq, "lhs", eq), getattr(eq, "rhs", 0))])

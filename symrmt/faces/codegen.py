@@ -22,7 +22,7 @@ import sympy as sp
 from sympy import Identity, Inverse, MatAdd, MatMul, MatPow, MatrixSymbol, Transpose, ZeroMatrix
 from sympy.printing.numpy import NumPyPrinter
 
-from ..numerics.laws import LAWS
+from ..numerics.laws.base import numeric_class
 from ..objects import Form, MatrixFunction, Norm, Tr
 from ..objects.matrices import Covariance, SymrmtMatrix, Vector
 from .._bindings import scalar_kind, structural_roles
@@ -41,7 +41,10 @@ def to_python(de) -> str:
     outside what it translates (``sympy.Integral`` for now), naming the node.
     """
     for g in de.groups:     # a law family without a standalone solver (the general law, for now)
-        law = LAWS.get(g.kind)
+        try:
+            law = numeric_class(g.kind)
+        except NotImplementedError:
+            law = None
         if law is None or not law.has_python_solver:
             raise NotImplementedError(f"to_python: the {g.kind!r} law's unknowns {tuple(g.unknowns)} "
                                       f"({law.title if law else 'unregistered'}) are not supported yet")
@@ -251,7 +254,7 @@ class _Functions:
         for i, g in enumerate(de.groups):
             names = [u.name for u in g.unknowns]
             label = f"group {i} ({', '.join(names)})"
-            tail.append(LAWS[g.kind].python_solver(b, g, names, label))
+            tail.append(numeric_class(g.kind).python_solver(b, g, names, label))
         head = ('def _solve_groups(s, M):\n    """Solve each group of unknowns; '
                 'adds them to ``s``."""')
         return self._finish(b, head, tail or ["    return None"])

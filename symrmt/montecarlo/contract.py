@@ -171,11 +171,39 @@ def _sandwich(elems):
     return _sweep([("A", L)] + middle + [("A", R)], "left")
 
 
+def _diag_pair(elems):
+    """``Tr[diag(a) V diag(b) Vᵀ] = Σ_ij a_i V_ij² b_j = aᵀ(V∘V)b`` (a
+    function of a random core against a diagonal deterministic matrix:
+    ``Tr[Σ(Σ̂+λ)⁻¹]``) for a cyclic chain ``f V f W`` of one eigenbasis (in
+    any rotation): ``V∘V`` once (``O(d²)``), then one matrix–vector or
+    matrix product for the whole grid (``O(N d)``), where einsum's batched
+    path costs several passes. The same sum, associated differently
+    (rounding only). ``None`` when the chain is not of that form."""
+    if len(elems) != 4:
+        return None
+    kinds = "".join(k for k, _ in elems)
+    i = (kinds + kinds).find("fVfW")
+    if i < 0:
+        return None
+    (_, a), (_, V), (_, b), (_, W) = (elems + elems)[i:i + 4]
+    if not _same_basis(V, W) or a.ndim > 2 or b.ndim > 2:
+        return None
+    M = V * V
+    if a.ndim == 1:
+        return b @ (a @ M)                   # the unbatched side first: O(d²) + O(N d)
+    if b.ndim == 1:
+        return a @ (M @ b)
+    return np.einsum("nj,nj->n", a @ M, b)   # both on the grid: one matrix product
+
+
 def trace(factors):
     """``Tr(F₁…F_k)`` (scalar, or ``(N,)`` if any factor is batched)."""
     elems = _elements(factors, cyclic=True)
     if len(elems) == 1 and elems[0][0] == "f":
         return elems[0][1].sum(axis=-1)
+    out = _diag_pair(elems)
+    if out is not None:
+        return out
     if len(elems) == 1:
         return np.trace(elems[0][1], axis1=-2, axis2=-1)
     side = _thin_side(elems)
@@ -198,6 +226,8 @@ def product(factors):
         idx = np.arange(x.shape[-1])
         out[..., idx, idx] = x
         return out
+    if len(elems) == 2 and elems[0][0] == elems[1][0] == "A":
+        return np.matmul(elems[0][1], elems[1][1])   # one BLAS product (broadcast over the grid)
     side = _thin_side(elems)
     if side is not None and len(elems) > 2:
         out = _sandwich(elems)

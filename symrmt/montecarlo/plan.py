@@ -8,13 +8,23 @@
 * ``block``: how many grid points to evaluate at once, so that dense
   batched fallbacks (``N`` matrices for an ``N``-point grid) stay within
   ``BLOCK_BYTES``.
+
+The planning draw *is* trial 0's draw (the same stream ``(0, j)`` of every
+base object, sampled by the same code), so it is kept and trial 0 evaluates
+on it instead of sampling again; so are the eigendecompositions of trial 0's
+spectral cores that the planning draw computed exactly as the run would
+(``eigh`` of the same matrix, for a core the plan gives eigenvectors:
+``Basis.by_eigh``). Everything else (eigenvalues-only bases, values on the
+grid) is recomputed under the plan. Trial 0 is therefore bit for bit what it
+was without the reuse (tests/test_mc_reuse.py), at one sampling and one
+eigendecomposition less per run.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from . import nodes as N
-from .values import Dense, Diag, Mat
+from .values import Basis, Dense, Diag, Mat
 
 #: Memory (bytes) that batched values of one block may hold; larger grids
 #: are evaluated block by block.
@@ -50,7 +60,31 @@ def make_plan(program, seed_seq):
     block = None
     if per_point * program.bound.size > BLOCK_BYTES:
         block = max(1, int(BLOCK_BYTES // per_point))
-    return Plan(frozenset(need), block)
+    plan = Plan(frozenset(need), block)
+    program.keep_planning_draw(plan, seed_seq, draws, _reusable_bases(program, ctx.memo, plan))
+    return plan
+
+
+def _reusable_bases(program, memo, plan):
+    """Memo entries of the planning draw's spectral cores that trial 0 would
+    compute identically: a ``Diag`` in a :class:`~values.Basis` decomposed by
+    one ``eigh`` of its full matrix (``by_eigh``) for a core whose
+    eigenvectors the plan asks for (so the run would call that same ``eigh``
+    on that same matrix). Not on the grid (key without a block)."""
+    spectral = {id(n) for n in program.cores.values() if n is not None}
+    out = {}
+    for key, v in memo.items():
+        if key[0] not in spectral or key[1] is not None or not isinstance(v, Mat) or len(v.terms) != 1:
+            continue
+        c, fs = v.terms[0]
+        if c.ndim or len(fs) != 1 or not isinstance(fs[0], Diag):
+            continue
+        basis = fs[0].basis
+        if (isinstance(basis, Basis) and basis.by_eigh and basis._vectors is not None
+                and basis.key in plan.need_vectors):
+            basis.on_vectors, basis.want_vectors = None, True   # as the run builds it
+            out[key] = v
+    return out
 
 
 def _batched_bytes(m):

@@ -13,6 +13,8 @@ planning draw (eigenvalues only or eigenvectors, grid blocks).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import sympy as sp
 from sympy import (Identity, Inverse, MatAdd, MatMul, MatPow, MatrixSymbol, OneMatrix, Transpose,
@@ -73,6 +75,7 @@ class Program:
 
     def __init__(self, observables, bound, sampling="direct"):
         self.bound = bound
+        self._planned = None      # the planning draw, kept for trial 0 (keep_planning_draw)
         self.batched_names = bound.batched
         self.persistent = {}
         self._nodes = {}
@@ -185,11 +188,8 @@ class Program:
         would contract the same chains twice per draw (``(Aᵀ)ᵀ = A`` exactly)."""
         if not isinstance(M, (MatAdd, MatMul)) or 1 not in tuple(M.shape):
             return None
-        try:
-            T = M.T
-        except Exception:  # pragma: no cover - an expression SymPy cannot transpose
-            return None
-        if T == M or T not in self._nodes:
+        T = _transposed(M)
+        if T is None or T == M or T not in self._nodes:
             return None
         return self._wrap(N.MTranspose(self._nodes[T]))
 
@@ -308,10 +308,13 @@ class Program:
         return node
 
     # ------------------------------------------------------------ evaluation
-    def evaluate(self, draws, plan, record=None):
-        """Observables on one draw: array ``(n_obs, N)``."""
+    def evaluate(self, draws, plan, record=None, memo=None):
+        """Observables on one draw: array ``(n_obs, N)``. ``memo``: values
+        already known for this draw (the planning draw's reusable bases)."""
         ctx = N.Context(self, {}, plan, record)
         ctx.draws = draws
+        if memo:
+            ctx.memo.update(memo)
         size = self.bound.size
         out = np.empty((len(self.observables), size))
         for a, b in plan.blocks(size):
@@ -331,12 +334,50 @@ class Program:
         self.persistent.clear()
         self.sampler.reset()
 
+    def keep_planning_draw(self, plan, seed_seq, draws, memo):
+        """Keep the planning draw (trial 0's arrays) and its reusable bases
+        for trial 0 of a run under ``plan`` with ``seed_seq`` (``plan.py``)."""
+        self._planned = (plan, _seed_key(seed_seq), draws, memo) if REUSE_PLANNING_DRAW else None
+
+    def drop_planning_draw(self):
+        self._planned = None
+
+    def trial(self, plan, seed_seq, t):
+        """``(draws, observables)`` of trial ``t``; trial 0 of the plan's own
+        seed reuses the planning draw (bit for bit the same arrays and values)."""
+        kept = getattr(self, "_planned", None)
+        if t == 0 and kept is not None and kept[0] is plan and kept[1] == _seed_key(seed_seq):
+            self._planned = None          # once: the arrays are the run's from here on
+            return kept[2], self.evaluate(kept[2], plan, memo=kept[3])
+        draws = self.draw(plan, seed_seq, t)
+        return draws, self.evaluate(draws, plan)
+
     def run(self, plan, seed_seq, trials):
         """Observables for each trial in ``trials``: ``(len, n_obs, N)``."""
-        return np.stack([self.evaluate(self.draw(plan, seed_seq, t), plan) for t in trials])
+        return np.stack([self.trial(plan, seed_seq, t)[1] for t in trials])
 
     def make_plan(self, seed_seq):
         return make_plan(self, seed_seq)
+
+
+@lru_cache(maxsize=4096)
+def _transposed(M):
+    """``Mᵀ`` as SymPy writes it (``M.T``: ``doit`` of the transpose, the
+    costliest step of compiling a risk — tens of ms — so kept per process:
+    a second run of the same expression compiles in a few ms), or ``None``."""
+    try:
+        return M.T
+    except Exception:  # pragma: no cover - an expression SymPy cannot transpose
+        return None
+
+
+#: reuse the planning draw as trial 0 (``plan.py``); off only to test that the
+#: reuse is bit-identical
+REUSE_PLANNING_DRAW = True
+
+
+def _seed_key(seed_seq):
+    return (seed_seq.entropy, tuple(seed_seq.spawn_key), seed_seq.pool_size)
 
 
 def _outer(e):

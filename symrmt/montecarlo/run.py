@@ -19,6 +19,9 @@ from .stats import RunningMean
 from .sampler import SAMPLING
 from .values import check_backend, use_backend
 
+#: the sampling of ``monte_carlo`` and ``evaluate_draw`` when none is given
+DEFAULT_SAMPLING = "gram"     # exact in law (sampler.py); "direct" before issue 17
+
 _PROGRAMS: OrderedDict = OrderedDict()  # per process: compiled programs by job token
 _CACHE_SIZE = 4
 
@@ -128,7 +131,7 @@ def _merged_bindings(bindings, named):
 
 
 def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, *, bindings=None,
-                sampling="direct", backend="numpy", **named):
+                sampling=DEFAULT_SAMPLING, backend="numpy", **named):
     r"""Monte Carlo estimate of ``E[expr]`` over the random objects of ``expr``.
 
     Every draw samples each random object of ``expr`` from its law, then
@@ -178,17 +181,23 @@ def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, *, bindi
         function (a scalar named ``seed``, ``trials``, ``sampling`` or
         ``backend``): ``bindings={"seed": 0.3}``; merged with the keyword
         bindings (a name given both ways is an error).
-    sampling : ``"direct"`` (default) draws every random object as its law
-        is written. ``"gram"``: Gaussian data and noise sharing a row
+    sampling : ``"gram"`` (default): Gaussian data and noise sharing a row
         dimension ``n`` that enter only through contractions over ``n``
-        (``XᵀX``, ``Xᵀε``, ``εᵀε``, ``Tr(XAXᵀ)``: ridge risk, training error,
-        forms of resolvents) are drawn jointly through their Gram matrix
-        (Bartlett decomposition, ``min(n, D)`` rows instead of ``n``): the
-        same law of every per-draw value, at a fraction of the sampling
-        cost; other objects are drawn directly (``symrmt.montecarlo.sampler``
-        proves it exact and states the rule). Draws then differ from
-        ``"direct"`` with the same seed (and from ``evaluate_draw``), but
-        are as reproducible.
+        (``XᵀX``, ``Xᵀε``, ``εᵀε``, ``Tr(XAXᵀ)``: ridge risk, training
+        error, forms and traces of resolvents) are drawn jointly through
+        their Gram matrix (Bartlett decomposition, ``min(n, D)`` rows instead
+        of ``n``): exactly the law of every per-draw value (jointly over the
+        observables of a draw), at a fraction of the sampling cost;
+        everything else — other objects, and groups the rule refuses
+        (correlated rows, a mean, ``sample_mean``/``sample_covariance``,
+        anything acting on the ``n`` side such as ``(XXᵀ+λ)⁻¹`` or
+        ``sr.vstack``) — is drawn directly (``symrmt.montecarlo.sampler``
+        proves it exact and states the rule). ``"direct"``: every random
+        object drawn as its law is written (``n·d`` normals for an ``n×d``
+        ``X``). The two give different, equally valid streams for the same
+        seed (the default was ``"direct"`` before symrmt's issue 17; pass
+        ``sampling="direct"`` to reproduce earlier numbers), each as
+        reproducible. ``evaluate_draw`` has the same option and default.
     backend : ``"numpy"`` (default, LAPACK) or ``"cupy"``: the per-draw
         eigendecomposition of each random core on the GPU through
         ``cupy.linalg.eigh`` (CuPy needed; everything else stays on the
@@ -246,6 +255,7 @@ def monte_carlo(expr, trials=200, seed=0, executor=None, progress=None, *, bindi
             _run_executor(executor, job, total, acc, bar)
     finally:
         bar.close()
+        program.drop_planning_draw()     # unused when another process ran trial 0
     if acc.nonfinite:
         warnings.warn(f"monte_carlo: {acc.nonfinite} of {total} draws gave NaN or inf; "
                       "the estimates include them", RuntimeWarning, stacklevel=2)

@@ -2,7 +2,9 @@
 
 Laws (objects layer, docs/api.md):
 
-* ``GaussianData`` ``n×d``: ``X = K^{1/2} Z Σ^{1/2} + 1·meanᵀ``, ``Z`` iid
+* ``GaussianData`` ``n×d``: drawn by its law family (:func:`law_of`; the
+  families' modules in :mod:`symrmt.laws` hold the draws): white Wishart and
+  correlated samples draw ``X = K^{1/2} Z Σ^{1/2} + 1·meanᵀ``, ``Z`` iid
   ``N(0,1)`` (``K = I``: iid rows);
 * ``GaussianNoise`` ``n×1``: ``sqrt(variance)·K^{1/2} z``;
 * ``RandomFeatures`` ``d×p``: iid ``N(0, 1/p)``;
@@ -73,6 +75,14 @@ def base_objects(rand):
     return sorted(base, key=lambda r: (type(r).__name__, r.name, r.uid))
 
 
+def law_of(obj):
+    """The law family that draws the data block ``obj`` (registry keyed by
+    kind in the equivalence layer, :func:`~symrmt.equivalence.laws.family_for_object`;
+    each family's module in :mod:`symrmt.laws` holds its draw), or ``None``."""
+    from ..equivalence.laws import family_for_object
+    return family_for_object(obj)
+
+
 def stream(seed_seq, trial, j):
     child = np.random.SeedSequence(seed_seq.entropy, spawn_key=tuple(seed_seq.spawn_key) + (trial, j),
                                    pool_size=seed_seq.pool_size)
@@ -109,6 +119,9 @@ def _eligible(obj):
             return f"{obj.name} has correlated rows (K)"
         if not isinstance(obj.mean, ZeroMatrix):
             return f"{obj.name} has a mean"
+        law = law_of(obj)
+        if law is None or not law.gram:
+            return f"{obj.name} is drawn by the {getattr(law, 'kind', None)!r} law, not Gram-samplable"
         return None
     if isinstance(obj, GaussianNoise):
         return None if isinstance(obj.K, Identity) else f"{obj.name} has correlated entries (K)"
@@ -251,12 +264,15 @@ class Sampler:
         self._leader = {g[0]: g for g in self.groups}
         self._grouped = {o for g in self.groups for o in g}
         self.laws = {}
+        self.families = {}       # data block → its law family (the per-law draw)
         for obj in objects:
             if isinstance(obj, GaussianData):
-                self.laws[obj] = dict(
-                    Sigma=program.matrix(obj.Sigma),
-                    K=None if isinstance(obj.K, Identity) else program.matrix(obj.K),
-                    mean=None if isinstance(obj.mean, ZeroMatrix) else program.matrix(obj.mean))
+                law = law_of(obj)
+                if law is None:
+                    raise NotImplementedError(f"monte_carlo: no registered law family draws {obj.name} "
+                                              f"({type(obj).__name__})")
+                self.families[obj] = law
+                self.laws[obj] = law.sampling_law(program, obj)
             elif isinstance(obj, GaussianNoise):
                 self.laws[obj] = dict(K=None if isinstance(obj.K, Identity) else program.matrix(obj.K))
         self._factors = {}
@@ -290,13 +306,8 @@ class Sampler:
                     out.update(self._draw_group(self._leader[obj], ctx, stream(seed_seq, trial, j)))
                 continue
             rng = stream(seed_seq, trial, j)
-            if isinstance(obj, GaussianData):
-                n, d = b.dim_value(obj.n), b.dim_value(obj.d)
-                x = _apply(self.factor(obj, "Sigma", ctx), rng.standard_normal((n, d)), side="right")
-                if self.laws[obj]["K"] is not None:
-                    x = _apply(self.factor(obj, "K", ctx), x, side="left")
-                if self.laws[obj]["mean"] is not None:
-                    x += self.factor(obj, "mean", ctx)[None, :]
+            if obj in self.families:
+                x = self.families[obj].draw(self, obj, ctx, rng)
             elif isinstance(obj, GaussianNoise):
                 x = rng.standard_normal((b.dim_value(obj.rows), 1))
                 if self.laws[obj]["K"] is not None:

@@ -150,13 +150,18 @@ class Basis:
     (the planning draw records it).
     """
 
-    __slots__ = ("key", "size", "_matrix", "_gram", "_values", "_vectors", "want_vectors", "on_vectors")
+    __slots__ = ("key", "size", "_matrix", "_gram", "_values", "_vectors", "want_vectors", "on_vectors",
+                 "by_eigh")
 
     def __init__(self, key, size, matrix=None, gram=None, want_vectors=False, on_vectors=None):
         self.key, self.size = key, size
         self._matrix, self._gram = matrix, gram
         self._values = self._vectors = None
         self.want_vectors, self.on_vectors = want_vectors, on_vectors
+        #: eigenvalues and eigenvectors from one ``eigh`` of the full matrix,
+        #: exactly what a basis with ``want_vectors`` computes (the planning
+        #: draw's bases that satisfy this are reused by trial 0: ``plan.py``)
+        self.by_eigh = False
 
     def _full(self):
         """The matrix; only its lower triangle is guaranteed (the eigensolvers
@@ -183,6 +188,7 @@ class Basis:
     def _eigh(self):
         self._values, self._vectors = _eigh_lower(self._full())
         self._matrix = None  # overwritten by the solver
+        self.by_eigh = True
 
     @property
     def values(self):
@@ -215,6 +221,7 @@ class Basis:
             self._eigh()
             if values is not None:  # keep the eigenvalues already handed out
                 self._values = values
+                self.by_eigh = False
         return self._vectors
 
 

@@ -220,7 +220,7 @@ def solve_complex(system, env, bound, z, eta_floor, opts):
     z0 = re - i1 * eta0
     U0 = system.initial_guess(env, bound, z0)
     U, ok, nit = _newton_complex(system, env, bound, np.arange(n), U0, z0, 60, opts["xtol"])
-    ok &= _branch_ok(system.complex_unknowns(U), be)
+    ok &= system.branch_ok(U)
     cur = eta0.copy()
     ratio = np.full(n, RATIO0)
     failed = ~ok
@@ -232,7 +232,7 @@ def solve_complex(system, env, bound, z, eta_floor, opts):
         nxt = np.where(nxt > eta_t[act], nxt, eta_t[act])
         Ua = [u[act] for u in U]
         Un, okn, it = _newton_complex(system, env, bound, act, Ua, re[act] - i1 * nxt, 12, opts["xtol"])
-        okn &= _branch_ok(system.complex_unknowns(Un), be)
+        okn &= system.branch_ok(Un)
         nit[act] += it
         good, bad = act[okn], act[~okn]
         for u, un in zip(U, Un):

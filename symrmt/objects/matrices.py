@@ -19,6 +19,7 @@ from sympy.core.symbol import Str
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from .symbols import as_dim
+from .walk import atoms_shared
 
 _uid = itertools.count(1)
 
@@ -291,8 +292,9 @@ def sample_covariance(X, ddof=0):
 def random_symbols(expr):
     """All random matrix symbols in ``expr`` (sample means/covariances
     included as themselves)."""
-    return {a for a in getattr(expr, "atoms", lambda *_: set())(MatrixSymbol)
-            if getattr(a, "is_random", False)}
+    if not isinstance(expr, sp.Basic):
+        return set()
+    return {a for a in atoms_shared(expr, MatrixSymbol) if getattr(a, "is_random", False)}
 
 
 # ---------------------------------------------------------------- stacking

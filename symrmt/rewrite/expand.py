@@ -246,7 +246,22 @@ def _match_core(w, A):
         return Core(w[0].sym, "gram", tuple(l.sym for l in w[1:L + 1])), w[0].sym.n
     raise NotImplementedError(
         f"cannot recognise a sample-covariance core in {A}; supported: XᵀX/n, XXᵀ/n, "
-        "Fᵀ⋯XᵀX⋯F/n (feature chains) and sr.sample_covariance(X)")
+        "Fᵀ⋯XᵀX⋯F/n (feature chains) and sr.sample_covariance(X)" + _feature_noise_hint(A))
+
+
+def _feature_noise_hint(A):
+    """Why ``(XF + √τΞ)ᵀ(XF + √τΞ)/n`` is refused (additive feature noise):
+    given ``F`` its rows are ``N(0, FᵀΣF + τI)``, which is not a law the
+    engine registers; the verified two-stage law is in
+    ``tests/test_feat_noise.py``."""
+    syms = random_symbols(A)
+    feats = [x for x in syms if isinstance(x, RandomFeatures)]
+    data = [x for x in syms if isinstance(x, GaussianData)]
+    if not feats or len(data) < 2:
+        return ""
+    return ("; additive feature noise (XF + √τ·Ξ, " + ", ".join(sorted(x.name for x in data)) +
+            ") is not derived: given F its rows are N(0, FᵀΣF + τI), whose law "
+            "[κ(1 − df₁/p) − τ]·[1 − df₁/n − pτ/(nκ)] = λ is not a registered law family")
 
 
 # ----------------------------------------------------------------- stacking

@@ -22,12 +22,28 @@ def register(cls):
 
 def system_for(group, index, lowering, backend):
     """The numeric system of one group of unknowns (its family's class)."""
-    try:
-        cls = LAWS[group.kind]
-    except KeyError:
-        raise NotImplementedError(f"numerics: unknown group kind {group.kind!r} "
-                                  f"(registered: {', '.join(sorted(LAWS))})") from None
-    return cls(group, index, lowering, backend)
+    return numeric_class(group.kind)(group, index, lowering, backend)
+
+
+def numeric_class(kind):
+    """The :class:`LawSystem` subclass of ``kind``: from :data:`LAWS`, else
+    from the law family registered under ``kind`` in the equivalence layer
+    (``Law.numeric``, a class or ``"module:Class"``, imported and registered
+    here on first use); ``NotImplementedError`` naming the kind otherwise."""
+    cls = LAWS.get(kind)
+    if cls is None:
+        from ...equivalence.laws import FAMILIES
+        law = FAMILIES.get(kind)
+        if law is not None and law.numeric is not None:
+            cls = law.numeric_class()
+            if getattr(cls, "kind", None) != kind:
+                raise ValueError(f"numerics: the {kind!r} law's numeric class {cls.__name__} has kind "
+                                 f"{getattr(cls, 'kind', None)!r}")
+            LAWS[kind] = cls
+    if cls is None:
+        raise NotImplementedError(f"numerics: unknown group kind {kind!r} "
+                                  f"(registered: {', '.join(sorted(LAWS))})")
+    return cls
 
 
 class LawSystem:
@@ -100,6 +116,12 @@ class LawSystem:
     def complex_unknowns(self, U):
         """The group's unknowns from the complex Newton variables."""
         return list(U)
+
+    def branch_ok(self, U):
+        """Whether the complex Newton variables ``U`` (at ``Im z < 0``) are on the
+        physical branch; default: every unknown has ``Im u ≤ 0`` (``κ``, ``ν``), finite."""
+        from ..solvers import _branch_ok
+        return _branch_ok(self.complex_unknowns(U), self.backend)
 
     @classmethod
     def python_solver(cls, b, group, names, label):

@@ -9,8 +9,21 @@ with their SymPy Jacobian.
 Real ``z ≥ 0``: the fixed-point map ``δ ↦ c Tr[ΣR(δ)]/n`` is increasing in
 ``δ`` and from ``δ = 0`` rises monotonically to the physical root; Newton
 steps are kept where they stay non-negative and reduce ``|F|``. The shift
-must be symmetric PSD (checked on the bound values). Complex ``z`` and the
-standalone module are not implemented (they raise, naming the law).
+must be symmetric PSD (checked on the bound values).
+
+Complex ``z`` (Im z < 0 after conjugation; the solvers' continuation in
+``η = −Im z``, :func:`~symrmt.numerics.solvers.solve_complex`): Newton in
+``δ`` itself with the same residuals and SymPy Jacobian (analytic in ``δ``
+and ``z``), started at ``|z| ≫`` the spectrum from the fixed-point map
+``δ ← δ − F(δ)`` iterated from ``δ = 0`` (a contraction there:
+``δ = c Tr[ΣR]/n = O(1/|z|)``), and continued towards the real axis. The
+physical branch is the one analytic in ``z`` off the spectrum: for PSD
+``Σ_k``, ``K_k``, ``B`` and ``Im z < 0``, ``Im R⁻¹ = Im z + Σ_k c_k Im ρ_k Σ_k ≺ 0``
+gives ``Im R ≻ 0`` hence ``Im δ_k ≥ 0`` and ``Im ρ_k ≤ 0``
+(:meth:`GeneralSystem.branch_ok`; the opposite sign convention of ``κ``).
+Spectral scale: ``Tr(Σ_k c_k ρ_k(0) Σ_k + B)``, which bounds the largest
+eigenvalue of the random matrix up to its trace fluctuation (all terms PSD).
+The standalone module is not implemented (it raises, naming the law).
 """
 from __future__ import annotations
 
@@ -39,6 +52,56 @@ class GeneralSystem(LawSystem):
         if self.shift is not None:
             from ..kernels import _DenseEval
             self._shift_eval = _DenseEval(backend, self.shift)
+        self.complex_names = [u.name for u in self.unknowns]
+        self.complex_newton = self.newton
+        self._scale_stage = None
+        self._residuals = F
+
+    def _scale_expr(self):
+        """``Tr`` of ``R⁻¹`` at ``δ = 0``, ``z = 0``: ``Tr(Σ_k c_k ρ_k(0) Σ_k + B)``.
+        ``R`` is the largest inverse in the residuals (the others are the
+        ``(I + δ_k K_k)⁻¹`` inside ``ρ_k``)."""
+        invs = [a for f in self._residuals for a in sp.preorder_traversal(f) if isinstance(a, sp.Inverse)]
+        if not invs:
+            raise NotImplementedError(f"numerics: no resolvent in the general law's equations {self.unknowns}")
+        R = max(invs, key=lambda a: (sp.count_ops(a), sp.default_sort_key(a)))
+        from ...objects.functionals import Tr
+        zero = {u: sp.S.Zero for u in self.unknowns}
+        zero[self._zsym] = sp.S.Zero
+        return Tr(R.arg.xreplace(zero))
+
+    def branch_ok(self, U):
+        """The physical branch at ``Im z < 0``: ``Im δ_k ≥ 0`` (module docstring), finite."""
+        be = self.backend
+        ok = np.ones(len(U[0]), dtype=bool)
+        for u in U:
+            ok &= np.asarray(be.imag(u) >= -1e-10 * abs(u), dtype=bool) & be.isfinite(u)
+        return ok
+
+    def scale(self, env, bound):
+        """Spectral scale (module docstring); also checks that the shift is PSD."""
+        self.check_shift(env, bound)
+        if self._scale_stage is None:
+            self._scale_stage = self.stage([self._scale_expr()])
+        return abs(self._scale_stage(env, bound)[0])
+
+    def initial_guess(self, env, bound, z0):
+        """``δ`` at ``|z0| ≫`` the spectrum: two steps of the fixed-point map
+        ``δ ← δ − F(δ) = c Tr[ΣR(δ)]/n`` from ``δ = 0`` (error ``O(|z0|⁻³)``;
+        Newton finishes)."""
+        n = len(z0)
+        k = len(self.unknowns)
+        if getattr(self, "_residual_stage", None) is None:
+            self._residual_stage = self.stage(self._residuals)
+        U = [np.zeros(n, dtype=complex) if z0.dtype != object else np.zeros(n) * z0 for _ in range(k)]
+        for _ in range(2):
+            e = dict(env)
+            for u, name in zip(U, self.complex_names):
+                e[name] = u
+            e[self.zname] = z0
+            out = self._residual_stage(e, bound)
+            U = [u - np.broadcast_to(out[i], (n,)) for i, u in enumerate(U)]
+        return U
 
     def check_shift(self, env, bound):
         """The shift ``B`` must be symmetric positive semi-definite (the law's

@@ -1,0 +1,16 @@
+"""Law families — one module per family, each holding its equations (SymPy,
+from the S-transform catalogue), the name of its numeric hooks and its
+sampler, registered into the layers' registries (:mod:`.base`).
+
+=============  ===================================================  ===================
+kind           equations (docs/math.md)                             module
+=============  ===================================================  ===================
+``wishart``    ``κ Π_j(1 − df₁(κ)/m_j) = z``                         :mod:`.wishart`
+``separable``  ``Tr[K(K+ν)⁻¹] = df₁(κ)``, ``κ ν df₁ = m z``           :mod:`.separable`
+``general``    ``δ_j = c_j Tr[Σ_j R(δ)]/n_j`` (blocks, shift B)      :mod:`.pooled`
+=============  ===================================================  ===================
+"""
+from .base import FAMILIES, Law, register, unregister
+from . import wishart, separable, pooled  # noqa: F401,E402  (registration)
+
+__all__ = ["FAMILIES", "Law", "register", "unregister"]
