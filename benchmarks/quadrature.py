@@ -18,10 +18,16 @@ Baseline (``fixed``): the same formulas hand-written in NumPy with a fixed
 100-point Gauss–Legendre rule in each θ (100×100 for the double integrals), κ
 by a vectorised Newton at the nodes, spectral sums as matrix products — what
 the paper's toolkit does, without an error estimate. ``ratio`` = engine time /
-baseline time (same process); ``Δfixed`` = |engine − baseline|/|engine|;
-``err`` = the engine's reported quadrature error, relative. ``--before`` adds the
+baseline time (same process); ``err`` = the engine's reported quadrature
+error, relative (``result.quad_error``: the integrals' estimates propagated
+to the value); ``true`` = |engine − reference|/|reference| with the reference the
+same hand-written formulas on a fixed 200-point (200×200) rule, and ``Δfixed``
+the same for the 100-point baseline. ``--before`` adds, at the first size, the
 pre-issue-17 path (adaptive tanh-sinh only, sums point by point, each group
-solved per integral) at the first size. Each solve is timed as the median of
+solved per integral) and the Gauss–Legendre doubling rule of the last session
+(``gauss``: levels 12·2^i, each a full rule). ``scale`` rows: the spectrum,
+σ², σ_T² times 1e-6 and 1e3 (``x`` times the square root): the variance scales
+exactly, so ``true`` is against the scaled reference. Each solve is timed as the median of
 ``--repeat`` runs after one warm-up, each cold (the factors ``kernels`` keeps
 between solves cleared); peak memory is ``tracemalloc``'s during one more
 solve. Set ``OPENBLAS_NUM_THREADS=1`` on a shared machine (threaded
@@ -151,6 +157,17 @@ def peak(fn):
     return p
 
 
+class Gauss:
+    """The rule before this session's Gauss–Kronrod pairs: Gauss–Legendre doubling."""
+
+    def __enter__(self):
+        self.saved = quadrature.FINITE_RULES
+        quadrature.FINITE_RULES = ("gauss", "finite")
+
+    def __exit__(self, *exc):
+        quadrature.FINITE_RULES = self.saved
+
+
 class Before:
     """The pre-issue-17 path: tanh-sinh only, no tensor sums, no shared groups."""
 
@@ -164,37 +181,51 @@ class Before:
         quadrature.FINITE_RULES, kernels._TensorSum.__call__, quadrature._group_key = self.saved
 
 
-def sampling_map(sizes, repeat, before):
+def _relerr(res, val):
+    return float(np.max(res["quad_error"])) / abs(val) if "quad_error" in res else float("nan")
+
+
+def sampling_map(sizes, repeat, before, scales=(1e-6, 1e3)):
     model = MapModel()
     print("deriving the sampling-map expressions …", flush=True)
     des = derive(model)
     rng = np.random.default_rng(0)
     a, b = 0.1, 10.0
-    print(f"{'case':6s} {'d':>5s} {'engine':>9s} {'fixed':>9s} {'ratio':>7s} {'err':>8s} {'Δfixed':>8s} "
-          f"{'peak':>9s} {'peak fixed':>10s}")
+    print(f"{'case':6s} {'d':>5s} {'engine':>9s} {'cpu':>8s} {'fixed':>9s} {'ratio':>6s} {'err':>8s} {'true':>8s} "
+          f"{'Δfixed':>8s} {'peak':>8s} {'peak fixed':>10s}")
     for D in sizes:
         s = 1.0 / np.arange(1, D + 1)
         x = np.sqrt(s + b) * rng.standard_normal(D)
         v = np.eye(D)[D // 10]
-        bind = dict(Sigma=s, n=2 * D, v=v, x=x, sigma2=a, sigmaT2=b)
         for name in ("mean", "mode", "trace", "xT"):
             de, f = des[name]
             names = {getattr(q, "name", None) for q in sp.preorder_traversal(de.expr)}
-            bb = {k: val for k, val in bind.items() if k in names}
-            res, t_eng = timed(lambda: cold(f, bb), repeat)
-            val = float(np.ravel(res.value)[0])
-            err = float(np.max(res["quad_error"])) / abs(val) if "quad_error" in res else float("nan")
-            ref, t_fix = timed(lambda: fixed(name, s, 2 * D, v, x, a, b), repeat)
-            p_eng, p_fix = peak(lambda: cold(f, bb)), peak(lambda: fixed(name, s, 2 * D, v, x, a, b))
-            print(f"{name:6s} {D:5d} {t_eng * 1e3:7.1f}ms {t_fix * 1e3:7.1f}ms {t_eng / t_fix:7.2f} {err:8.1e} "
-                  f"{abs(val - ref) / abs(val):8.1e} {p_eng / 2**20:7.1f}MB {p_fix / 2**20:8.1f}MB", flush=True)
-            if before and D == sizes[0]:
-                with Before():
-                    old, t_old = timed(lambda: cold(f, bb), 1)
-                    p_old = peak(lambda: f.solve(**bb))
-                print(f"{'  pre-17':8s}{D:3d} {t_old * 1e3:7.1f}ms {'':9s} {t_old / t_fix:7.2f} {'':8s} "
-                      f"{abs(float(np.ravel(old.value)[0]) - val) / abs(val):8.1e} {p_old / 2**20:7.1f}MB  "
-                      f"(speed-up {t_old / t_eng:.0f}×, |Δ| vs engine)", flush=True)
+            for scale in (1.0,) + (tuple(scales) if D == sizes[-1] and name == "mode" else ()):
+                bind = dict(Sigma=scale * s, n=2 * D, v=v, x=np.sqrt(scale) * x, sigma2=scale * a,
+                            sigmaT2=scale * b)
+                bb = {k: val for k, val in bind.items() if k in names}
+                c0 = time.process_time()
+                res, t_eng = timed(lambda: cold(f, bb), repeat)
+                cpu = (time.process_time() - c0) / (repeat + 1)
+                val = float(np.ravel(res.value)[0])
+                args = (name, scale * s, 2 * D, v, np.sqrt(scale) * x, scale * a, scale * b)
+                base, t_fix = timed(lambda: fixed(*args), repeat)
+                ref = fixed(*args, N=200)
+                p_eng, p_fix = peak(lambda: cold(f, bb)), peak(lambda: fixed(*args))
+                label = name if scale == 1.0 else f"  ×{scale:g}"
+                print(f"{label:6s} {D:5d} {t_eng * 1e3:7.1f}ms {cpu * 1e3:6.1f}ms {t_fix * 1e3:7.1f}ms "
+                      f"{t_eng / t_fix:6.2f} {_relerr(res, val):8.1e} {abs(val - ref) / abs(ref):8.1e} "
+                      f"{abs(base - ref) / abs(ref):8.1e} {p_eng / 2**20:6.1f}MB {p_fix / 2**20:8.1f}MB",
+                      flush=True)
+                if before and D == sizes[0] and scale == 1.0:
+                    for tag, ctx in (("gauss", Gauss), ("pre-17", Before)):
+                        with ctx():
+                            old, t_old = timed(lambda: cold(f, bb), 1)
+                            p_old = peak(lambda: cold(f, bb))
+                        ov = float(np.ravel(old.value)[0])
+                        print(f"  {tag:6s}{D:3d} {t_old * 1e3:7.1f}ms {'':8s} {'':9s} {t_old / t_fix:6.2f} "
+                              f"{_relerr(old, ov):8.1e} {abs(ov - ref) / abs(ref):8.1e} {'':8s} "
+                              f"{p_old / 2**20:6.1f}MB  (this rule {t_old / t_eng:.1f}× faster)", flush=True)
 
 
 def measure(name, expr, bind):

@@ -46,7 +46,40 @@ class ValueNode:
         low = plan.lowering.lower_expr
         self.stage = Stage(plan.backend, [low(expr)] + [low(e) for e in extra], plan.lowering.contractions)
 
+    #: times the integrals are evaluated again, tighter, where the value-level
+    #: error exceeds the tolerance (integrals cancelling in the value)
+    VALUE_RETRIES = 3
+
     def evaluate(self, env, bound, n, opts, diagnostics, with_extra=False):
+        """The value (and the ``extra`` expressions) at the ``n`` points, and where it converged.
+
+        At the top level (``with_extra``) the integrals' errors are propagated
+        to the value (:meth:`_value_error`); where that exceeds the tolerance
+        — integrals each accurate to it but cancelling in the value — the
+        integrals are evaluated again with their targets tightened by the
+        missing factor (``opts["_quad_factor"]``; each restarts at the level
+        where it stopped, and κ at nodes already solved is reused), at most
+        :data:`VALUE_RETRIES` times. A point is reported converged only where
+        the value-level error is within the tolerance."""
+        if not (with_extra and self.integrals):
+            return self._evaluate(env, bound, n, opts, diagnostics, with_extra)[:2]
+        for attempt in range(self.VALUE_RETRIES + 1):
+            diag = {}
+            out, ok, ok_value, need = self._evaluate(env, bound, n, opts, diag, True)
+            if ok_value.all() or need is None or attempt == self.VALUE_RETRIES:
+                break
+            opts = dict(opts, _quad_factor=opts.get("_quad_factor", 1.0) * need)
+        for k, v in diag.items():
+            if isinstance(v, list):
+                diagnostics.setdefault(k, []).extend(v)
+            else:
+                diagnostics[k] = v
+        return out, ok & ok_value
+
+    def _evaluate(self, env, bound, n, opts, diagnostics, with_extra):
+        """``(out, ok, ok_value, need)``: ``ok_value`` the value-level test
+        (top level), ``need`` the factor to tighten the integrals' targets by
+        where it fails (``None`` where tightening cannot help)."""
         ok = np.ones(n, dtype=bool)
         errs = []
         if self.integrals:
@@ -62,17 +95,21 @@ class ValueNode:
                 env[node.symbol.name] = v
                 ok &= good
         out = self.stage(env, bound)
+        ok_value, need = np.ones(n, dtype=bool), None
         if with_extra and self.integrals:      # the top-level value: its own error, relative to it
-            ok &= self._value_error(env, bound, n, opts, diagnostics, out[0], errs)
-        return (out if with_extra else out[0]), ok
+            ok_value, need = self._value_error(env, bound, n, opts, diagnostics, out[0], errs)
+        return (out if with_extra else out[0]), ok, ok_value, need
 
     def _value_error(self, env, bound, n, opts, diagnostics, value, errs):
         """Propagate the integrals' error estimates ``e_i`` to the value
         ``F(I_1, …)``: ``err = Σ_i |∂F/∂I_i| e_i`` (slopes by a step ``h_i``),
-        stored as ``diagnostics["value_quad_error"]``. A point is converged only
+        stored as ``diagnostics["value_quad_error"]``; returns ``(converged,
+        tightening factor or None)``. A point is converged only
         where ``err ≤ tol·|F|`` (``tol`` = ``quad_rtol``, else ``√rtol`` of
         the quadrature): integrals each accurate to ``tol`` but cancelling
-        in ``F`` are not. Where ``F`` is zero to rounding against its parts
+        in ``F`` are not. ``err`` includes the integrals' rounding, ``64 ε Σ_i
+        |∂F/∂I_i I_i|`` (quadrature cannot reduce it, the level differences do
+        not show it). Where ``F`` is zero to rounding against its parts
         (``|F| ≤ 64 ε Σ_i |∂F/∂I_i I_i|``) no relative accuracy exists: the
         absolute error is reported, the point is converged only if
         ``err ≤ tol·Σ_i |∂F/∂I_i I_i|``, and ``diagnostics["value_near_zero"]``
@@ -81,9 +118,12 @@ class ValueNode:
         tol = opts.get("quad_rtol") or min(node.rtol for node in self.integrals) ** 0.5
         F = np.asarray(full(value, n))
         err, scale = np.zeros(n), np.zeros(n)
+        achieved = np.zeros(n)      # the integrals' relative errors (their targets are ≥ these)
         for node, e in zip(self.integrals, errs):
             I = np.asarray(full(env[node.symbol.name], n))
             aI = np.asarray(abs(I), dtype=float)
+            with np.errstate(all="ignore"):
+                achieved = np.maximum(achieved, np.where(aI > 0, e / np.where(aI > 0, aI, 1), 0))
             h = np.maximum(e, 1e-7 * aI)
             h = np.where(h > 0, h, 1e-7)
             shifted = dict(env)
@@ -95,9 +135,26 @@ class ValueNode:
         aF = np.asarray(abs(F), dtype=float)
         eps = 2.0 ** -52 if F.dtype != object else 10.0 ** -getattr(self.plan.backend, "dps", 16)
         near_zero = aF <= 64 * eps * scale
+        # the integrals' rounding (64 ε of each, through its slope): no quadrature level removes
+        # it, and the differences of levels do not see it (two levels can round alike: a
+        # difference of exactly zero); it bounds the value's accuracy where they cancel
+        floor = 64 * eps * scale
+        err = err + floor
         diagnostics["value_quad_error"] = err
         diagnostics["value_near_zero"] = near_zero
-        return np.where(near_zero, err <= tol * scale, err <= tol * aF)
+        allowed = np.where(near_zero, tol * scale, tol * aF)
+        ok = err <= allowed
+        need = None
+        # tightening helps only where the tolerance is above the rounding floor
+        bad = ~ok & (err > 0) & np.isfinite(err) & (allowed > 2 * floor)
+        if bad.any() and self.plan.backend.name == "numpy":
+            # tighten the integrals' targets to the missing factor times what they achieved
+            # (at most their target), with a margin of 4
+            target = (opts.get("quad_rtol") or min(node.rtol for node in self.integrals)) \
+                * opts.get("_quad_factor", 1.0)
+            ratio = np.min(allowed[bad] / err[bad]) * min(1.0, float(np.max(achieved[bad])) / target)
+            need = float(np.clip(ratio / 4, 1e-6, 0.5))
+        return ok, need
 
 
 def solve_groups(systems, env, bound, n, opts):

@@ -13,17 +13,35 @@ which the integrand — and every spectral parameter inside it — is periodic
 (a closed contour ``z(θ)``, ``θ ∈ [0, 2π]``) uses the midpoint rule
 instead, which converges exponentially there.
 
-In double precision a finite interval is first tried with Gauss–Legendre
-(``12·2^i`` points, error ``O(ρ^{−2N})`` for an integrand analytic in the
-Bernstein ellipse ``E_ρ``: the θ-integrands of the Stieltjes/ratio
-representations are, and need 3–5× fewer nodes than tanh-sinh); it is
-abandoned for tanh-sinh when doubling its points stops squaring the error
-(an endpoint singularity) or after ``GAUSS_LEVELS`` levels.
+In double precision a finite interval is first tried with Gauss–Kronrod
+pairs (``gk``): level ``i`` evaluates the ``N_i``-point Gauss–Legendre rule
+(:data:`GK_LADDER`) and its ``(2N_i+1)``-point Kronrod extension on the same
+nodes (:func:`gauss_kronrod_nodes`), returns the Kronrod sum and reports
+``|K − G|`` — the error of the Gauss sum, an over-estimate of the returned
+one's — so a level carries its own estimate and costs no second evaluation.
+For ``f`` analytic inside the Bernstein ellipse ``E_ρ`` the Gauss error is
+``O(ρ^{−2N})`` (the θ-integrands of the Stieltjes/ratio representations are,
+and need 3–5× fewer nodes than tanh-sinh). Because levels are self-contained
+the next one is *chosen*: from the rate fitted to the estimates so far
+(:meth:`IntegralNode._next_level`), at least the level the integrals nested
+inside needed; an integral evaluated again in the same solve (an inner
+integral, once per outer level or chunk) starts where it converged before.
+Gauss–Kronrod is abandoned for tanh-sinh (for the rest of the solve) when the
+fitted rate needs more than the largest level, or when more points stop
+reducing the estimate geometrically (an endpoint singularity). κ is solved
+once per node and group equation in a solve (:meth:`IntegralNode._solve_groups`):
+the inner nodes once for all outer nodes and levels, the nodes shared by an
+outer and an inner integral once for both. ``gauss`` (Gauss–Legendre
+``12·2^i`` points, each level a full rule, the error the difference of the
+last two) is the rule before the pairs, kept for comparison.
 
 The step is halved from ``h = 1/4`` (the double-exponential rules are
 nested: each level adds the odd multiples of the new ``h``; the midpoint
 rule doubles from 16 points) until two levels agree to ``rtol`` at every
-grid point. The error roughly squares at each level, so the last difference
+grid point; evaluated again in the same solve, a double-exponential rule
+starts with levels ``0 … k`` at once (``k`` where it converged before) and
+the sums at steps ``h_k`` and ``h_{k−1}`` from that one evaluation
+(:meth:`IntegralNode._union`). The error roughly squares at each level, so the last difference
 (``SolveResult.quad_error``) overestimates the error of the result; a point
 whose last two levels differ by more than ``√rtol`` is reported as not
 converged. The limits may depend on bindings (grid values). All nodes of a
@@ -127,9 +145,16 @@ def periodic_nodes(level, n0=16):
 
 
 #: Gauss–Legendre levels: ``GAUSS_N0·2^i`` points, ``i < GAUSS_LEVELS``
+#: (``"gk"``: the ``GAUSS_N0·2^i``-point Gauss rule and its Kronrod extension)
 GAUSS_N0, GAUSS_LEVELS = 12, 5
-#: rules tried in turn on a finite interval in double precision (``"finite"``: tanh-sinh)
-FINITE_RULES = ("gauss", "finite")
+#: Gauss points ``N`` of the ``gk`` levels (Kronrod: ``2N + 1`` nodes); steps of
+#: ×4/3 and ×3/2, so that the level predicted from the error of the first one
+#: (``IntegralNode._next_level``) overshoots what is needed by less
+GK_LADDER = (12, 16, 24, 32, 48, 64, 96, 128, 192)
+#: rules tried in turn on a finite interval in double precision (``"gk"``:
+#: Gauss–Kronrod pairs, ``"gauss"``: Gauss–Legendre doubling, the rule before
+#: the pairs, ``"finite"``: tanh-sinh)
+FINITE_RULES = ("gk", "finite")
 #: an integral nested in another stops at ``rtol/INNER_TIGHTER`` (the outer one at ``rtol``)
 INNER_TIGHTER = 16
 #: Gauss–Legendre is abandoned once doubling its points reduces the
@@ -144,6 +169,71 @@ def gauss_nodes(N):
     ellipse ``E_ρ`` of the interval the error is ``O(ρ^{−2N})``."""
     x, w = np.polynomial.legendre.leggauss(int(N))
     return (1 + x) / 2, w / 2, (1 - x) / 2
+
+
+def _kronrod_jacobi(N, a0, b0):
+    """Recurrence coefficients ``(a, b)`` of the ``(2N+1)``-point Gauss–Kronrod
+    rule extending the ``N``-point Gauss rule of the monic recurrence ``(a0,
+    b0)`` (Laurie, Math. Comp. 66 (1997) 1133–1145: the Jacobi–Kronrod
+    matrix by a mixed-moment recurrence; only rational operations). The
+    rule's nodes and weights are then those of a Gauss rule (Golub–Welsch)."""
+    a = np.zeros(2 * N + 1)
+    b = np.zeros(2 * N + 1)
+    na, nb = 3 * N // 2 + 1, -(-3 * N // 2) + 1
+    a[:na], b[:nb] = a0[:na], b0[:nb]
+    s, t = np.zeros(N // 2 + 2), np.zeros(N // 2 + 2)
+    t[1] = b[N + 1]
+    for m in range(N - 1):
+        k = np.arange((m + 1) // 2, -1, -1)
+        lo = m - k
+        s[k + 1] = np.cumsum((a[k + N + 1] - a[lo]) * t[k + 1] + b[k + N + 1] * s[k] - b[lo] * s[k + 1])
+        s, t = t, s
+    j = np.arange(N // 2, -1, -1)
+    s[j + 1] = s[j]
+    for m in range(N - 1, 2 * N - 2):
+        k = np.arange(m + 1 - N, (m - 1) // 2 + 1)
+        lo = m - k
+        j = N - 1 - lo
+        s[j + 1] = np.cumsum(-(a[k + N + 1] - a[lo]) * t[j + 1] - b[k + N + 1] * s[j + 1] + b[lo] * s[j + 2])
+        j, k = j[-1], (m + 1) // 2
+        if m % 2 == 0:
+            a[k + N + 1] = a[k] + (s[j + 1] - b[k + N + 1] * s[j + 2]) / t[j + 2]
+        else:
+            b[k + N + 1] = s[j + 1] / s[j + 2]
+        s, t = t, s
+    a[2 * N] = a[N - 1] - b[2 * N] * s[1] / t[1]
+    return a, b
+
+
+_GK = {}
+
+
+def gauss_kronrod_nodes(N):
+    """The ``N``-point Gauss–Legendre rule and its ``(2N+1)``-point Kronrod
+    extension on (0, 1), which *reuses* the Gauss nodes: points ``u``,
+    weights ``(q, 2)`` (column 0 Kronrod, column 1 Gauss, zero at the ``N+1``
+    added nodes) and ``1 − u``. Kronrod is exact for polynomials of degree
+    ``3N + 1`` (Gauss ``2N − 1``), so ``|K − G|`` estimates the error of the
+    Gauss sum from the same evaluations and over-estimates that of ``K``,
+    which is returned (the pair QUADPACK's ``qk21`` uses for ``N = 10``)."""
+    if N not in _GK:
+        M = 2 * N + 1
+        k = np.arange(M + 1, dtype=float)
+        # monic Legendre on [−1, 1]: a_k = 0, b_0 = ∫1 = 2, b_k = k²/(4k² − 1)
+        b0 = np.where(k == 0, 2.0, k * k / np.maximum(4 * k * k - 1, 1))
+        a, b = _kronrod_jacobi(N, np.zeros(M + 1), b0)
+        off = np.sqrt(b[1:])
+        x, V = np.linalg.eigh(np.diag(a) + np.diag(off, 1) + np.diag(off, -1))
+        x = (x - x[::-1]) / 2                       # exactly symmetric
+        wk = b[0] * V[0] ** 2
+        wk = (wk + wk[::-1]) / 2
+        xg, wg = np.polynomial.legendre.leggauss(N)
+        W = np.zeros((M, 2))
+        W[:, 0] = wk / 2
+        W[1::2, 1] = wg / 2                         # the Gauss nodes are the odd-indexed ones
+        x[1::2] = xg
+        _GK[N] = ((1 + x) / 2, W, (1 - x) / 2)
+    return _GK[N]
 
 
 def error_estimate(diffs, scale):
@@ -203,10 +293,11 @@ def _periodic(e, t, period):
 
 
 def _group_key(s, ext, bound, N):
-    """A key identifying the solution of group ``s`` at the points of ``ext``:
-    its equations with the unknowns and ``z`` renamed canonically, the values
-    of every other symbol they use, and ``z`` (``None`` if ``z`` is not real);
-    and ``z``."""
+    """A key identifying the equations of group ``s`` at the points of
+    ``ext`` up to ``z``: the equations with the unknowns and ``z`` renamed
+    canonically and the values of every other symbol they use; and ``z``.
+    The key is ``None`` where ``z`` is not real or another input varies over
+    the points (solved without sharing)."""
     canon = getattr(s, "_quad_canon", None)
     if canon is None:
         rep = {u: sp.Symbol(f"__u{i}") for i, u in enumerate(s.unknowns)}
@@ -220,13 +311,26 @@ def _group_key(s, ext, bound, N):
                                                                              sp.S.Zero for e in extra]).xreplace(rep)),
                                  tuple(free))
     z = np.asarray(s.z_values(ext, bound, N))
-    if z.dtype.kind != "f":
+    if z.dtype.kind != "f" or not np.isfinite(z).all():
         return None, z
     vals = []
     for name in canon[3]:
         v = ext.get(name)
-        vals.append((name, v.tobytes() if isinstance(v, np.ndarray) else repr(v)))
-    return canon + (tuple(vals), z.tobytes()), z
+        if isinstance(v, np.ndarray) and v.ndim > 0:
+            return None, z
+        vals.append((name, repr(v)))
+    return canon + (tuple(vals),), z
+
+
+def _distinct(z, q):
+    """``(values, first, inverse)`` of the distinct entries of ``z``; ``z``
+    is ``P × q`` (outer point × node), usually the same ``q`` values in every
+    row (one sort of ``q`` values then)."""
+    Z = z.reshape(-1, q) if q > 1 and len(z) % q == 0 else z.reshape(1, -1)
+    if len(Z) > 1 and not (Z == Z[:1]).all():
+        Z = z.reshape(1, -1)
+    u, first, inv = np.unique(Z[0], return_index=True, return_inverse=True)
+    return u, first, np.tile(inv.reshape(-1), len(Z))
 
 
 class IntegralNode:
@@ -275,32 +379,53 @@ class IntegralNode:
                                    if self.var.name in self.plan.level_of(s) and self.plan.level_of(s) <= self.level]
         return self._systems_cache
 
-    def _solve_groups(self, ext, bound, N, opts):
+    def _solve_groups(self, ext, bound, N, opts, q=1):
         """:func:`~.plan.solve_groups` of this integral's groups, each solved
-        once per evaluation: a group whose equations are those of one already
-        solved (up to the names of its unknowns and spectral parameter) at the
-        same ``z`` and inputs — the same ``κ(θ)`` under every integral of a
-        sum over the same nodes — takes that solution (real ``z`` only)."""
+        once per node: a group whose equations are those of one already
+        solved (up to the names of its unknowns and spectral parameter), with
+        the same other inputs, takes the solution at every ``z`` solved before
+        in this solve — the same ``κ(θ)`` under every integral of a sum over
+        the same nodes, at an inner integral's nodes once for all outer nodes
+        and levels, and at the outer nodes of a Gauss–Kronrod level that the
+        inner integral has already used — and solves only the new ``z``
+        (real ``z`` and scalar inputs; otherwise each call solves its
+        distinct points, :func:`~.plan.solve_groups`)."""
         from .plan import solve_groups
+        from .solvers import take
         systems = self._systems()
         if self.backend.name != "numpy":
             return solve_groups(systems, ext, bound, N, opts)
-        cache = opts.setdefault("_quad_groups", {})
+        cache = opts.setdefault("_quad_nodes", {})
         diag = {}
         for s in systems:
             key, z = _group_key(s, ext, bound, N)
             label = ",".join(u.name for u in s.unknowns)
-            if key is not None and key in cache:
-                vals, zv, d = cache[key]
-                for u, v in zip(s.unknowns, vals):
-                    ext[u.name] = v
-                ext[s.zname] = zv
-                diag[label] = d
+            if key is None:
+                diag.update(solve_groups([s], ext, bound, N, opts))
                 continue
-            d = solve_groups([s], ext, bound, N, opts)
-            diag.update(d)
-            if key is not None and np.array_equal(np.asarray(ext[s.zname]), z):
-                cache[key] = ([ext[u.name] for u in s.unknowns], ext[s.zname], d[label])
+            zu, first, inv = _distinct(z, q)
+            zs, sol, conv = cache.get(key, (np.empty(0), [np.empty(0)] * len(s.unknowns), np.empty(0, dtype=bool)))
+            pos = np.minimum(np.searchsorted(zs, zu), max(len(zs) - 1, 0))
+            miss = ~(zs[pos] == zu) if len(zs) else np.ones(len(zu), dtype=bool)
+            if miss.any():
+                sub = take(ext, first[miss])
+                d = solve_groups([s], sub, bound, int(miss.sum()), opts)[label]
+                if not np.array_equal(np.asarray(sub[s.zname]), zu[miss]):
+                    # the solver moved z (continuation): no sharing
+                    diag.update(solve_groups([s], ext, bound, N, opts))
+                    continue
+                zs = np.concatenate([zs, zu[miss]])
+                order = np.argsort(zs, kind="stable")
+                zs = zs[order]
+                sol = [np.concatenate([v, np.asarray(sub[u.name])])[order] for v, u in zip(sol, s.unknowns)]
+                conv = np.concatenate([conv, np.asarray(d["converged"], dtype=bool)])[order]
+                cache[key] = (zs, sol, conv)
+                pos = np.searchsorted(zs, zu)
+            at = pos[inv]
+            for u, v in zip(s.unknowns, sol):     # by position: κ₃ takes κ₁'s values
+                ext[u.name] = v[at]
+            ext[s.zname] = z
+            diag[label] = dict(nit=np.zeros(N, dtype=int), converged=conv[at], z=z, eta=np.zeros(N))
         return diag
 
     def _slopes(self):
@@ -335,6 +460,9 @@ class IntegralNode:
                 u, w, um = periodic_nodes(j)
             elif rule == "gauss":
                 levels.append(gauss_nodes(GAUSS_N0 * 2 ** j))
+                continue
+            elif rule == "gk":
+                levels.append(gauss_kronrod_nodes(GK_LADDER[j]))
                 continue
             else:
                 u, w, um = nodes(rule, H0 / 2 ** j, self.digits, odd=j > 0)
@@ -372,36 +500,146 @@ class IntegralNode:
     def _adapt(self, rule, lims, env, bound, n, opts, rtol, last):
         """Levels of one rule: ``(total, ok, error estimate, |total|, converged everywhere)``.
 
-        The estimate is the rule's own (:func:`error_estimate`) plus the
-        errors of integrals nested in the integrand, propagated (``_chunk``)."""
-        nested = rule not in ("gauss", "periodic")
-        top = self.max_level if last or rule != "gauss" else GAUSS_LEVELS - 1
+        The estimate is the rule's own (:func:`error_estimate`; for ``gk`` the
+        Kronrod–Gauss difference of one level) plus the errors of integrals
+        nested in the integrand, propagated (``_chunk``).
+
+        ``gk`` levels are self-contained (each carries its own estimate), so
+        a level need not follow the one below: an integral evaluated again
+        in the same solve (an inner integral, once per level of the outer
+        one) starts at the level where it converged the time before, and an
+        outer integral whose first level fails jumps to the level its inner
+        integrals needed (their integrands share the variable's scale). The
+        convergence test is the same at whatever level: only the cost
+        depends on the guess."""
+        paired = rule == "gk"
+        nested = rule not in ("gauss", "gk", "periodic")
+        top = (len(GK_LADDER) - 1 if paired else self.max_level if last or rule != "gauss"
+               else GAUSS_LEVELS - 1)
+        starts = opts.setdefault("_quad_start", {})
+        key = (id(self), rule)
+        if starts.get(key) == "abandoned" and not last:
+            return None, np.zeros(n, dtype=bool), np.full(n, np.inf), np.zeros(n), False
+        hint = starts.get(key, 0) if self.backend.name == "numpy" and rule != "periodic" else 0
+        i = min(hint, top) if paired or nested else 0
         total, ok, diffs, est, prop = None, np.ones(n, dtype=bool), [], None, np.zeros(n)
-        scale = np.zeros(n)
-        for i in range(top + 1):
-            part, good, perr = self._sum(self._level(i, rule), lims, env, bound, n, opts)
-            ok = ok & good
-            # halving h: the old sum counts with weight 1/2 (weights carry h)
-            new = part if total is None or not nested else total / 2 + part
-            prop = perr if total is None or not nested else prop / 2 + perr
-            if total is not None:
-                diffs.append(np.asarray(abs(new - total), dtype=float))
-                scale = np.asarray(abs(new), dtype=float)
+        scale, done_levels = np.zeros(n), []
+        while i <= top:
+            union = nested and total is None and i > 0
+            level = self._union(i, rule) if union else self._level(i, rule)
+            part, good, perr = self._sum(level, lims, env, bound, n, opts)
+            done_levels.append(i)
+            if union:
+                # levels 0 … i at once (where this integral converged before): the sums of
+                # the rules at steps h_i and h_{i−1} from one evaluation
+                total, ok, prop = part[:, 0], good, perr
+                diffs.append(np.asarray(abs(part[:, 0] - part[:, 1]), dtype=float))
+                scale = np.asarray(abs(total), dtype=float)
                 own = error_estimate(diffs, scale)
                 est = own + prop
-            total = new
+            elif paired:
+                # one level: Kronrod (returned) and Gauss on its nodes; |K − G| bounds G's error
+                total, ok, prop = part[:, 0], good, perr
+                diffs.append(np.asarray(abs(part[:, 0] - part[:, 1]), dtype=float))
+                scale = np.asarray(abs(total), dtype=float)
+                own = error_estimate(diffs, scale)
+                est = own + prop
+            else:
+                ok = ok & good
+                # halving h: the old sum counts with weight 1/2 (weights carry h)
+                new = part if total is None or not nested else total / 2 + part
+                prop = perr if total is None or not nested else prop / 2 + perr
+                if total is not None:
+                    diffs.append(np.asarray(abs(new - total), dtype=float))
+                    scale = np.asarray(abs(new), dtype=float)
+                    own = error_estimate(diffs, scale)
+                    est = own + prop
+                total = new
             if est is not None:
                 tol = rtol * np.maximum(scale, 1e-300)
                 # done; or the rule's own error is small and the inner integrals' dominate (more
                 # nodes of this rule cannot reduce it: reported, and judged by the caller)
                 if ((est <= tol) | ((own <= tol / 2) & (prop > tol / 2))).all():
+                    if paired or nested:
+                        starts[key] = i
                     return total, ok, est, scale, True
-            if rule == "gauss" and not last and len(diffs) >= 2 and (
-                    (diffs[-1] > GAUSS_GIVE_UP * diffs[-2]) & (est > rtol * scale)).any():
-                break    # doubling the points no longer squares the error: an endpoint singularity
+            # doubling the points no longer squares the error: an endpoint singularity
+            # (gk: the factor for the ratio of the points of the two levels)
+            give_up = GAUSS_GIVE_UP if not paired or len(diffs) < 2 else \
+                GAUSS_GIVE_UP ** (GK_LADDER[i] / GK_LADDER[done_levels[-2]] - 1)
+            if rule in ("gauss", "gk") and not last and len(diffs) >= 2 and (
+                    (diffs[-1] > give_up * diffs[-2]) & (est > rtol * scale)).any():
+                starts[key] = "abandoned"     # for the rest of this solve (an inner integral's next calls)
+                break
+            if paired:
+                i = self._next_level(done_levels, diffs, scale, rtol, starts, rule,
+                                     opts.get("_quad_factor", 1.0) < 1.0)
+                if i is None:
+                    if not last:
+                        starts[key] = "abandoned"
+                        break
+                    i = done_levels[-1] + 1
+            else:
+                i += 1
         if est is None:
             est = np.full(n, np.inf)
         return total, ok, est, scale, False
+
+    def _union(self, k, rule):
+        """Levels ``0 … k`` of a nested double-exponential rule as one node set
+        with paired weights ``(q, 2)``: the rule at step ``h_k`` (a level-``j``
+        node's weight ``w_j/2^{k−j}``: the weights carry ``h``) and at step
+        ``h_{k−1}`` (``w_j/2^{k−1−j}``, zero at the level-``k`` nodes)."""
+        cache = self._levels.setdefault(("union", rule), {})
+        if k not in cache:
+            parts = [self._level(j, rule) for j in range(k + 1)]
+            u = np.concatenate([p[0] for p in parts])
+            um = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
+            W = np.zeros((len(u), 2))
+            at = 0
+            for j, p in enumerate(parts):
+                q = len(p[0])
+                W[at:at + q, 0] = np.asarray(p[1], dtype=float) / 2.0 ** (k - j)
+                if j < k:
+                    W[at:at + q, 1] = np.asarray(p[1], dtype=float) / 2.0 ** (k - 1 - j)
+                at += q
+            cache[k] = (u, W, um)
+        return cache[k]
+
+    def _next_level(self, levels, diffs, scale, rtol, starts, rule, inner):
+        """The ``gk`` level after the failed ``levels[-1]``: the first whose
+        Gauss points ``N`` reach the predicted need. The error of
+        Gauss–Legendre on an analytic integrand falls geometrically in ``N``
+        (``C ρ^{−2N}``): from two levels the rate is fitted (``log r`` linear
+        in ``N``, ``r`` the relative error at the worst point); from one,
+        ``C = 1`` is taken (``N ≥ N_i log(rtol)/log r_i``). An integral nested
+        in another (``inner``) takes the next step first, to fit the rate:
+        its first levels run at the outer integral's first level, a few outer
+        nodes, where a step is cheap and an overshoot of its final level
+        would be paid at every outer node. An integral with integrals inside
+        takes at least the level where those converged (the same variable's
+        scale). ``None`` where the need exceeds the largest level (a
+        near-singularity close to the interval, ``ρ → 1``: the caller turns to
+        tanh-sinh at once instead of climbing the ladder). Only the cost
+        depends on the choice: every level is judged by its own estimate."""
+        i = levels[-1]
+        nxt = i + 1
+        r = [float(np.max(e / np.maximum(scale, 1e-300))) for e in diffs[-2:]]
+        need = None
+        if len(r) == 2 and 0.0 < r[1] < r[0] and rtol < r[1]:
+            rate = np.log(r[1] / r[0]) / (GK_LADDER[i] - GK_LADDER[levels[-2]])
+            need = GK_LADDER[i] + np.log(rtol / r[1]) / rate
+        elif len(r) == 1 and not inner and 0.0 < r[0] < 1.0 and rtol < r[0]:
+            need = GK_LADDER[i] * np.log(rtol) / np.log(r[0])
+        if need is not None:
+            if need > GK_LADDER[-1]:
+                return None     # beyond the largest level at the fitted rate: tanh-sinh
+            while nxt < len(GK_LADDER) - 1 and GK_LADDER[nxt] < need:
+                nxt += 1
+        if self.body.integrals:
+            inner_levels = [starts.get((id(node), rule), 0) for node in self.body.integrals]
+            nxt = max(nxt, min(v if isinstance(v, int) else 0 for v in inner_levels))
+        return nxt
 
     def _sum(self, level, lims, env, bound, n, opts):
         """``Σ_q w_q f(t_q)`` at the ``n`` points, the nodes taken in chunks so
@@ -419,7 +657,7 @@ class IntegralNode:
             part, good, err = self._chunk((u[sl], w[sl], None if um is None else um[sl]), lims, env, bound,
                                           n, opts)
             total = part if total is None else total + part
-            ok &= good
+            ok = ok & good
             errs = errs + err
         return total, ok, errs
 
@@ -427,11 +665,13 @@ class IntegralNode:
         from .solvers import full
         u, w, um = level
         q = len(u)
+        # paired weights (q, 2): Kronrod and Gauss sums of the same values (rule "gk")
+        paired = np.ndim(w) == 2
         if self.kind in ("finite", "periodic"):
             a, b = lims
             L = (b - a)[:, None]
             t = np.where(u < 0.5, a[:, None] + L * u, b[:, None] - L * um)
-            w = L * w
+            w = L[:, :, None] * w if paired else L * w
         elif self.kind == "half":
             t = lims[0][:, None] + u
         else:
@@ -439,7 +679,7 @@ class IntegralNode:
         ext = {k: (np.repeat(v, q) if isinstance(v, np.ndarray) and v.ndim == 1 else v)
                for k, v in env.items() if k != TENSOR}
         ext[self.var.name] = np.ascontiguousarray(t).reshape(-1)
-        diag = self._solve_groups(ext, bound, n * q, opts)
+        diag = self._solve_groups(ext, bound, n * q, opts, q)
         # the body's spectral sums see the (point, node) structure: matrix products (kernels._TensorSum)
         ext[TENSOR] = (n, q)
         inner_opts = (dict(opts, _quad_factor=opts.get("_quad_factor", 1.0) / INNER_TIGHTER)
@@ -457,9 +697,12 @@ class IntegralNode:
             for node, slope in zip(self.body.integrals, self._slopes()(at, bound)):
                 per_node = per_node + (np.asarray(abs(np.asarray(full(slope, n * q))), dtype=float)
                                        * np.asarray(full(node.last_error, n * q), dtype=float))
-            aw = np.abs(np.asarray(np.broadcast_to(w, (n, q)), dtype=float))
+            aw = np.abs(np.asarray(np.broadcast_to(w[..., 0] if paired else w, (n, q)), dtype=float))
             errs = (per_node.reshape(n, q) * aw).sum(axis=1)
         for d in diag.values():
             ok = ok & d["converged"]
-        vals = np.asarray(full(vals, n * q)).reshape(n, q) * w
-        return vals.sum(axis=1), ok.reshape(n, q).all(axis=1), errs
+        vals = np.asarray(full(vals, n * q)).reshape(n, q)
+        if paired:
+            return np.einsum("nq,nqr->nr", vals, np.broadcast_to(w, (n, q, 2))), \
+                ok.reshape(n, q).all(axis=1), errs
+        return (vals * w).sum(axis=1), ok.reshape(n, q).all(axis=1), errs
