@@ -35,8 +35,10 @@ Checks: τ = 0 equals the engine's random-feature ridge (``ntr G`` and the
 risk, 1e-9); τ > 0 against a dense NumPy Monte Carlo drawing ``X, F, Ξ, ε``
 (tolerance ``4·sem + 3·|th|/d``, k = 4, c = 3) at d = 40 (default) and d = 80
 (``--runslow``, the O(1/d) trend); ``sr.monte_carlo`` samples the model as
-written; ``sr.deterministic_equivalent`` refuses it naming the feature noise
-(the law above is not a registered law family yet)."""
+written. The engine now derives it (law family ``feature_noise``,
+``symrmt/laws/feature_noise.py``; checked against these formulas in
+``tests/test_noise_engine.py``); noise inside deeper feature chains is still
+refused naming the feature noise."""
 import numpy as np
 import pytest
 import sympy as sp
@@ -173,7 +175,13 @@ def test_sr_monte_carlo_samples_the_model_as_written():
     assert abs(float(mc.mean) - th) <= K * float(mc.sem) + C * th / 40
 
 
-def test_engine_refuses_naming_the_feature_noise():
+def test_engine_derives_the_noisy_trace_and_refuses_deeper_chains_by_name():
     Phi = X * F + sp.sqrt(tau) * Xi
+    e = sr.deterministic_equivalent(sr.ntr((Phi.T * Phi / n + lam * sr.I(p)).inverse())).compile()
+    ev, wv = _problem(40)
+    th = noisy_rf(ev, wv, 80, 20, 0.05, 0.3, 0.1)[0]
+    assert abs(float(e(Sigma=ev, n=80, p=20, lam=0.05, tau=0.3)) - th) <= 1e-9 * th
+    F2 = sr.RandomFeatures("F2", p, p)
+    Phi2 = X * F * F2 + sp.sqrt(tau) * Xi
     with pytest.raises(NotImplementedError, match="additive feature noise"):
-        sr.deterministic_equivalent(sr.ntr((Phi.T * Phi / n + lam * sr.I(p)).inverse()))
+        sr.deterministic_equivalent(sr.ntr((Phi2.T * Phi2 / n + lam * sr.I(p)).inverse()))

@@ -160,11 +160,12 @@ def test_refusals_name_the_problem():
     # (Tr[FᵀΣ̂F] itself derives: tests/test_feat_rf_pieces.py)
     with pytest.raises(NotImplementedError, match="feature-space term"):
         DE(sr.Tr((F.T * X.T * X * F / n) ** 3))
-    # additive feature noise XF + Ξ is not recognised (a sum inside the core)
-    Xi = sr.GaussianData("Xi", n, sr.I(p))
-    Z = X * F + Xi
-    with pytest.raises(NotImplementedError):
-        DE(sr.ntr((Z.T * Z / n + lam * sr.I(p)).inverse()))
+    # additive feature noise derives with one layer, XF + Ξ (tests/test_noise_engine.py); inside a
+    # deeper chain, XF₁F₂ + Ξ, it is refused by name
+    Xi2 = sr.GaussianData("Xi2", n, sr.I(F2.shape[1]))
+    Z = X * F * F2 + Xi2
+    with pytest.raises(NotImplementedError, match="additive feature noise"):
+        DE(sr.ntr((Z.T * Z / n + lam * sr.I(F2.shape[1])).inverse()))
 
 
 def test_gram_form_two_resolvents_around_data():

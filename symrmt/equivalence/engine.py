@@ -16,7 +16,7 @@ from sympy import MatMul
 
 from ..rewrite import canonical
 from ..rewrite.expand import expand
-from ..rewrite.letters import An, Fn, Res, word_sources
+from ..rewrite.letters import An, Fn, GRes, Res, word_sources
 from ..rewrite.wick import check_mean_independence, split_means, wick
 from . import spectral_fn
 from .averaging import AVERAGE, canonical_str, check_alone
@@ -250,6 +250,8 @@ def _real_word(word):
             parts += [sp.sympify(v) for f in l.factors for v in f]
         elif isinstance(l, An):
             parts += [l.g.expr, *(l.contour or ())]
+        elif isinstance(l, GRes):          # pooled/shifted resolvents next to a spectral function
+            parts.append(sp.sympify(l.z))
     bound = {v for l in word if isinstance(l, An) for v in l.g.variables}
     return all(not p.has(sp.I) and all(s.is_real for s in p.free_symbols - bound if isinstance(s, sp.Symbol))
                for p in parts)

@@ -50,6 +50,19 @@ Wishart moments. The feature ridge is ``a = κ_F``, so ``κ`` is the unknown of
 the product law ``κ(1 − df₁/n)(1 − df₁/p) = λ`` (docs/math.md) — the same block
 the one-point rules use. In particular ``uᵀΣ_⊥u ≃ κ₀ uᵀΣ(Σ+κ₀)⁻¹u``.
 
+**Additive feature noise** ``Φ = XF + √τΞ`` (one layer; ``Ξ`` iid
+``N(0, 1)``, one letter ``Φ`` and its core ``ΦᵀΦ/n``,
+``laws/feature_noise.py``). Stage X as above with ``Y = Φ`` and population
+``S_τ = FᵀΣF + τI``: ``Xu = Φβ_u + e_u``, ``β_u = S_τ⁻¹FᵀΣu``,
+``Var e_u = uᵀΣu − β_uᵀS_τβ_u`` (``e_u`` is uncorrelated with, hence
+independent of, ``Φ``), ``FᵀΣF = S_τ − τ``. Stage F: ``S_τ`` is ``s + τ`` in
+the functional calculus, ``β_uᵀψ(S_τ)β_v = uᵀΣF ψ(s+τ)/(s+τ)² FᵀΣv``; the
+feature-space ridge is ``κ_F = κ(1 − df₁/p) − τ``, ``κ`` the unknown of the
+``feature_noise`` law, so ``(S_τ + κ_F)⁻¹`` is the ``F``-law resolvent at ridge
+``κ(1 − df₁/p)``; the poles at ``s = −τ`` go through the ``F``-law at ridge
+``τ`` (``κ_τ``): ``Ŝ(Ŝ+τ)⁻¹ ≃ I − κ_τR_τ``, ``Ŝ(Ŝ+τ)⁻² ≃ κ_τ'ΣR_τ²``
+(:meth:`_Calculus._noisy_form`, finite as ``τ → 0``).
+
 First order only: products and ratios of ``F``-random traces are evaluated
 at their equivalents (they concentrate); variances over ``F`` are refused.
 """
@@ -76,6 +89,8 @@ def involves_features(word):
             return True
         if isinstance(l, Rand) and isinstance(l.sym, RandomFeatures):
             return True
+        if isinstance(l, Rand) and getattr(l.sym, "role", None) == "noisy_features":
+            return True             # Φ = XF + √τΞ (laws/feature_noise.py)
     return False
 
 
@@ -99,6 +114,14 @@ def average_one(eng, word):
     nested conditioning — also words with bare feature cores and no
     resolvent (``Tr[𝔉ᵀΣ̂𝔉] ≃ Tr Σ``, met in ``Tr(Σ̂²G) = Tr Σ̂ − λTr(Σ̂G)``)."""
     plan = _plan(word)
+    if _noisy(word):
+        # additive feature noise Φ = XF + √τΞ: no single-core rule knows its law
+        if plan is None or len(plan) < 3:
+            raise NotImplementedError(
+                f"additive feature noise in {_word_str(word)}: outside nested conditioning (one noisy "
+                "feature map Φ = XF + √τΞ with its core ΦᵀΦ/n, the data X only through Xu, F only "
+                "through FᵀΣF and FᵀΣu; Ξ, XF or another core elsewhere in the word are not derived)")
+        return _nested(eng, word, plan, None)
     if not _legacy_shape(word):
         if plan is not None:
             return _nested(eng, word, plan, None)
@@ -142,13 +165,29 @@ def _nested(eng, word, plan, first):
 def _plan(word):
     """``(X, chain)`` when the word is in the class nested conditioning
     covers: one data matrix (iid rows, raw ``XᵀX/n``) and one feature chain
-    ``𝔉 = F₁⋯F_L``; else ``None``."""
-    X, chain, loose = None, None, set()
+    ``𝔉 = F₁⋯F_L``; ``(X, (F,), (Ξ, c))`` for one noisy feature map
+    ``Φ = XF + cΞ`` (its letters, resolvents of its core only); else ``None``."""
+    from ..laws.feature_noise import NoisyCore, NoisyFeatures
+    X, chain, loose, noise, phis = None, None, set(), set(), set()
     for l in word:
         if isinstance(l, (Fn, An)):
             return None
+        if isinstance(l, Rand) and isinstance(l.sym, NoisyFeatures):
+            phi = l.sym
+            noise.add(phi.Xi)
+            noise.add(("c", phi.c))
+            phis.add(phi)
+            if X is not None and phi.X != X or chain is not None and chain != (phi.F,):
+                return None
+            X, chain = phi.X, (phi.F,)
+            continue
         if isinstance(l, (Res, Bare)):
             c = l.core
+            if isinstance(c, NoisyCore):
+                if isinstance(l, Bare) or c.side != "data":
+                    return None
+                noise.add(c.noise[0])
+                noise.add(("c", c.noise[1]))
             if (c.side != "data" and not c.chain) or c.ddof is not None or c.data.correlated or c.data.has_mean:
                 return None
             if X is not None and c.data != X:
@@ -173,7 +212,23 @@ def _plan(word):
         return None
     if not loose <= set(chain) or chain[0].shape[0] != X.shape[1]:
         return None
+    if noise:
+        cores = {l.core for l in word if isinstance(l, (Res, Bare))}
+        # one noisy feature map Φ = XF + cΞ (its letters and its core; XF − cΞ is another)
+        if len(noise) != 2 or len(phis) > 1 or not all(isinstance(c, NoisyCore) for c in cores) \
+                or len(chain) != 1:
+            return None
+        (Xi,) = [x for x in noise if not isinstance(x, tuple)]
+        (c,) = [x[1] for x in noise if isinstance(x, tuple)]
+        return X, chain, (Xi, c)
     return X, chain
+
+
+def _noisy(word):
+    """Whether the word has noisy features ``Φ = XF + √τΞ`` (a letter or its core)."""
+    from ..laws.feature_noise import NoisyCore, NoisyFeatures
+    return any((isinstance(l, Rand) and isinstance(l.sym, NoisyFeatures))
+               or (isinstance(l, (Res, Bare, Fn, An)) and isinstance(l.core, NoisyCore)) for l in word)
 
 
 class _Stage:
@@ -181,7 +236,7 @@ class _Stage:
     (``Σ₀ = Σ``), ``β^{(ℓ)}_u = Σ_ℓ⁺(F₁⋯F_ℓ)ᵀΣu`` (``β^{(0)}_u = u``), the
     features' data ``Y`` and the residual noises ``e_u``."""
 
-    def __init__(self, X, chain):
+    def __init__(self, X, chain, noise=None, eng=None):
         from ..objects.matrices import Covariance, GaussianNoise, Vector
         from ..objects.symbols import Scalar
         _COUNT[0] += 1
@@ -198,6 +253,10 @@ class _Stage:
         self.betas = {}     # key → [u, β⁽¹⁾, …, β⁽ᴸ⁾]
         self.noises = {}    # key → (u, e, v)
         self.places = {}    # (κ, m) → placeholder of κ Π_{j≤m}(1 − df₁(κ)/p_j)
+        # additive feature noise Φ = XF + √τΞ: S stands for S_τ = FᵀΣF + τI (``tau`` = 0 without)
+        self.fnoise, self.eng = noise, eng
+        self.tau = sp.simplify(noise[1] ** 2) if noise else sp.S.Zero     # τ = c²
+        self.lowered = {}   # ridge a (no placeholder) → κ_a of the F-law at ridge a (noise only)
 
     def beta(self, u):
         key = sp.srepr(u)
@@ -242,11 +301,26 @@ class _Stage:
         return out
 
     def lower(self, a):
-        """The placeholder one level down from ``a``."""
+        """The placeholder one level down from ``a``. With feature noise a ridge
+        that is no placeholder (the pole at ``s = −τ`` of ``S_τ⁻¹``) is seen by
+        ``Σ`` through the ``F``-law at that ridge: ``κ_a(1 − df₁(κ_a)/p) = a``
+        (a white-Wishart group with ``p`` samples and population ``Σ``)."""
         for (kappa, m), ph in self.places.items():
             if ph == a:
                 return self.place(kappa, m - 1)
+        if self.fnoise and self.L == 1 and not any(a.has(ph) for ph in self.places.values()):
+            if a not in self.lowered:
+                Phi = GaussianData(f"_Phi{self.k}_tau", self.p, self.X.Sigma)
+                # solved at a + RIDGELESS: at τ = 0 (p ≥ rank Σ) the solver refuses z = 0 where
+                # κ(0⁺) = 0; the shift is ~200 orders below double (and 50-digit) precision
+                self.lowered[a] = self.eng.reg.side(Core(Phi, "data", ()), a + RIDGELESS).kA
+            return self.lowered[a]
         raise NotImplementedError(f"random features: internal — unknown feature ridge {a}")
+
+    def eff(self, a):
+        """The ridge ``a`` as its law was solved: ``a + RIDGELESS`` for a lowered noise
+        ridge (so ``κ_a/a`` stays finite at ``τ = 0``), ``a`` itself otherwise."""
+        return a + RIDGELESS if a in self.lowered else a
 
 
 def _tokens(word, st):
@@ -278,6 +352,8 @@ def _tokens(word, st):
         elif isinstance(l, Bare):
             coeff /= n
             out += [("close", "X"), ("open", "X")]
+        elif isinstance(l, Rand) and st.fnoise and getattr(l.sym, "role", None) == "noisy_features":
+            out.append(("p", st.Y.T if l.t else st.Y))        # Φ = XF + √τΞ: rows N(0, S_τ) given F
         elif isinstance(l, Rand) and l.sym in chain:
             want = tuple(Rand(F, True) for F in reversed(chain)) if l.t else tuple(Rand(F) for F in chain)
             if tuple(word[i:i + L]) != want:
@@ -344,11 +420,16 @@ def _block(left, run, right, st, Sigma):
     run = [m for m in run if not isinstance(m, Identity)]
     cols = [k for k, m in enumerate(run) if m.shape[1] == 1]
     if not cols:
+        if st.fnoise and {left, right} == {"X", "F"}:
+            raise NotImplementedError(
+                "additive feature noise: XF outside the noisy features Φ = XF + √τΞ is not derived")
         if left == "X" and right == "F" and not run:
             return st.Y, sp.S.One
         if left == "F" and right == "X" and not run:
             return st.Y.T, sp.S.One
         if left == "F" and right == "F" and len(run) == 1 and run[0] == Sigma:
+            if st.fnoise:                       # FᵀΣF = S_τ − τI
+                return st.S - st.tau * Identity(st.p), sp.S.One
             return st.S, sp.S.One
         what = {("X", "X"): "X M Xᵀ", ("F", "F"): "Fᵀ M F with M ≠ Σ"}.get((left, right), "X M F")
         raise NotImplementedError(
@@ -377,8 +458,9 @@ def _block(left, run, right, st, Sigma):
 # ---------------------------------------------------------------- the two stages
 def nested_value(eng, word, plan):
     from .engine import Engine
-    X, chain = plan
-    st = _Stage(X, chain)
+    X, chain = plan[:2]
+    noise = plan[2] if len(plan) > 2 else None
+    st = _Stage(X, chain, noise, eng)
     coeff, mats = _translate(word, st)
     M = _prod(mats, st.p)
     sub = Engine()
@@ -396,6 +478,12 @@ def nested_value(eng, word, plan):
     for g in sub.reg.groups():
         if g.kind != "wishart" or len(g.unknowns) != 1:
             raise NotImplementedError("random features: internal feature-space law not recognised")
+        if noise:
+            # κ_F = κ(1 − df₁(κ)/p) − τ, κ the feature-noise law's unknown (laws/feature_noise.py)
+            from ..laws.feature_noise import NoisyCore
+            side = eng.reg.side(NoisyCore(X, "data", chain, noise=noise), g.z)
+            a_of[g.unknowns[0]] = st.place(side.kA, st.L) - st.tau
+            continue
         side = eng.reg.side(Core(X, "data", chain), g.z)
         a_of[g.unknowns[0]] = st.place(side.kA, st.L)
     inner = inner.xreplace(a_of)
@@ -449,7 +537,7 @@ class _Calculus:
         if isinstance(M, ZeroMatrix):
             return sp.S.Zero
         if M == self.S:
-            return s
+            return s + st.tau               # S_τ = Σ_F + τ (τ = 0 without feature noise)
         if isinstance(M, Transpose):
             return self.scalar(M.arg)
         if isinstance(M, MatAdd):
@@ -514,8 +602,8 @@ class _Calculus:
             else:
                 if row is None:
                     raise NotImplementedError("random features: internal — malformed form")
-                # β_uᵀ φ β_v = uᵀΣF (φ/s²) FᵀΣv
-                out *= self.form(row, v, phi / self.s ** 2)
+                # β_uᵀ φ β_v = uᵀΣF (φ/(s+τ)²) FᵀΣv  (β_u = S_τ⁺FᵀΣu, S_τ = Σ_F + τ)
+                out *= self.form(row, v, phi / (self.s + self.st.tau) ** 2)
                 row = None
         return out
 
@@ -589,6 +677,7 @@ class _Calculus:
 
         (at ``a₁ = a₂`` it is ``−∂_a`` of the one-resolvent equivalent)."""
         k1, k2 = self.st.lower(a1), self.st.lower(a2)
+        a1, a2 = self.st.eff(a1), self.st.eff(a2)
         d, Sigma, p = self.d, self.Sigma, self.p
         R1 = (Sigma + k1 * Identity(d)).inverse()
         R2 = (Sigma + k2 * Identity(d)).inverse()
@@ -640,6 +729,12 @@ class _Calculus:
         ``(κ/a)(Σ_{ℓ−1}+κ)⁻¹``, ``κ`` the ridge one level down; ``j = 2`` by
         ``−∂_a`` with ``dκ/da = 1/(1 − Tr[Σ_{ℓ−1}²(Σ_{ℓ−1}+κ)⁻²]/p_ℓ)``."""
         kap = self.st.lower(a)
+        if a in self.st.lowered:
+            if j != 1:
+                raise NotImplementedError(
+                    "additive feature noise: a trace with a pole of order ≥ 2 at the noise ridge τ "
+                    "(S_τ⁻² in a feature-space trace) is not derived")
+            a = self.st.eff(a)
         d, Sigma = self.d, self.Sigma
         f = (kap / a) * make((Sigma + kap * Identity(d)).inverse())
         if j == 1:
@@ -647,11 +742,60 @@ class _Calculus:
         if j == 2:
             R = (Sigma + kap * Identity(d)).inverse()
             dk = 1 / (1 - Tr(Sigma * Sigma * R * R) / self.p)
-            return -(sp.diff(f, a) + sp.diff(f, kap) * dk)
+            A = sp.Dummy("a")           # ∂_a at fixed κ (a may be a number or a product)
+            fA = (kap / A) * make((Sigma + kap * Identity(d)).inverse())
+            return -(sp.diff(fA, A).xreplace({A: a}) + sp.diff(f, kap) * dk)
         raise NotImplementedError("random features: three or more feature resolvents at one ridge")
 
     def form(self, u, v, psi):
         """``uᵀΣF ψ(Σ_F) FᵀΣv``."""
+        tau = self.st.tau
+        if self.st.fnoise and tau != 0 and psi.has(self.s):
+            return self._noisy_form(u, v, psi, tau)
+        return self._form(u, v, psi)
+
+    def _noisy_form(self, u, v, psi, tau):
+        """Feature noise: ``ψ`` has poles at ``s = −τ`` (from ``β_u = S_τ⁻¹FᵀΣu``).
+        Their Laurent part ``Σ_j c_j/(s+τ)^j`` is taken through the regular
+        equivalents ``Ŝ(Ŝ+τ)⁻¹ = τ(Ŝ+τ)⁻¹·Ŝ/τ ≃ I − κ_τR_τ`` and
+        ``Ŝ(Ŝ+τ)⁻² = ∂_τ[τ(Ŝ+τ)⁻¹] ≃ κ_τ' ΣR_τ²`` (``τ(Ŝ+τ)⁻¹ ≃ κ_τR_τ``,
+        ``R_τ = (Σ+κ_τ)⁻¹``, ``κ_τ(1 − df₁(κ_τ)/p) = τ``,
+        ``κ_τ' = 1/(1 − Tr[Σ²R_τ²]/p)``), which stay finite as ``τ → 0``
+        (partial fractions of ``sψ`` at ``−τ`` would carry ``κ_τ/τ``, ``κ_τ/τ²``
+        cancelling between terms); the rest ``ψ − Σ_j c_j/(s+τ)^j`` (no pole at
+        ``−τ``) goes through :meth:`_form`."""
+        s = self.s
+        psi = sp.cancel(sp.together(psi))
+        num, den = sp.fraction(psi)
+        m = 0
+        while True:
+            q, r = sp.div(sp.Poly(den, s), sp.Poly(s + tau, s))
+            if not r.is_zero:
+                break
+            den, m = q.as_expr(), m + 1
+        if m == 0:
+            return self._form(u, v, psi)
+        if m > 2:
+            raise NotImplementedError(
+                "additive feature noise: a pole of order ≥ 3 at the noise ridge τ is not derived")
+        core = sp.cancel(num / den)           # (s+τ)^m ψ, regular at −τ
+        coeffs = {}
+        for j in range(1, m + 1):
+            k = m - j
+            coeffs[j] = sp.diff(core, s, k).subs(s, -tau) / sp.factorial(k)
+        rest = sp.cancel(psi - sum(c / (s + tau) ** j for j, c in coeffs.items()))
+        Sigma, d, p = self.Sigma, self.d, self.p
+        kap = self.st.lower(tau)
+        R = (Sigma + kap * Identity(d)).inverse()
+        F = lambda M: Form(u.T * M * v)
+        total = self._form(u, v, rest) if rest != 0 else sp.S.Zero
+        total += coeffs[1] * (F(Sigma) - kap * F(Sigma * R))
+        if 2 in coeffs:
+            kp = 1 / (1 - Tr(Sigma * Sigma * R * R) / p)
+            total += coeffs[2] * kp * F(Sigma * Sigma * R * R)
+        return total
+
+    def _form(self, u, v, psi):
         s = self.s
         Sigma, d, p = self.Sigma, self.d, self.p
         poly, poles, c0, reg0, pairs = self._pieces(s * psi)

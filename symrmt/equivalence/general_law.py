@@ -145,8 +145,8 @@ def _sources(l):
         return set(l.sources)
     if isinstance(l, (Res, Bare, Fn, An)):
         return set(l.core.sources)
-    if isinstance(l, Rand):
-        return {l.sym.uid}
+    if isinstance(l, Rand):     # a composite letter (noisy features XF + √τΞ) names all its sources
+        return set(getattr(l.sym, "sources", None) or {l.sym.uid})
     return set()
 
 

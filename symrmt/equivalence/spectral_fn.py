@@ -47,6 +47,14 @@ spectrum ``x ≥ 0``, where ``(p x + q)^s = p^s (x + q/p)^s``).
 
 Each returns ``(constant part, integral part)`` so the engine can apply the
 one-/two-point equivalents under the integral sign.
+
+Pooled/shifted cores (``letters.PooledCore``: ``M = Σ_k c_k X_kᵀX_k/n_k + B``,
+from ``sr.vstack`` or sums, ``B`` a deterministic PSD shift): the same
+representations, with the resolvent ``(M + z)⁻¹`` under the integral the
+``GRes`` letter of the general one-point law (docs/math.md), averaged at the
+complex node (its lift for products). The default ellipse has foci ``0`` and
+``x₊ = Σ_k c_k‖Σ_k‖‖K_k‖(1+√(d/n_k))² + ‖B‖`` (``PooledCore.edge``: triangle
+inequality and Bai–Yin), its node written compactly as :class:`ContourPoint`.
 """
 from __future__ import annotations
 
@@ -54,7 +62,7 @@ import sympy as sp
 from sympy import Identity
 
 from ..rewrite.canonical import integer_letters
-from ..rewrite.letters import An, Det, Res
+from ..rewrite.letters import An, Det, resolvent_letter
 
 
 def representation(letter, theta):
@@ -81,7 +89,7 @@ def representation(letter, theta):
         t = c * sp.tan(theta) ** 2
         w = sp.sin(sp.pi * u) / sp.pi * 2 * c ** (1 - u) * sp.tan(theta) ** (1 - 2 * u) / sp.cos(theta) ** 2
         pre = integer_letters(core, tuple(ints) + (((a, k),) if k != 0 else ()))
-        return [], [(w * cp, lp + (Res(core, a + t),)) for cp, lp in pre]
+        return [], [(w * cp, lp + (resolvent_letter(core, a + t),)) for cp, lp in pre]
     if len(frac) == 2 and sp.sympify(frac[0][1] + frac[1][1]).is_integer:
         (a, sa), (b, sb) = frac
         q = sa - sp.floor(sa)        # ((x+a)/(x+b))^q, q ∈ (0, 1)
@@ -89,7 +97,7 @@ def representation(letter, theta):
         pre = integer_letters(core, rest)
         z = a + (b - a) * sp.sin(theta) ** 2
         w = -sp.sin(sp.pi * q) / sp.pi * 2 * (b - a) * sp.sin(theta) ** (2 * q + 1) * sp.cos(theta) ** (1 - 2 * q)
-        return pre, [(w * cp, lp + (Res(core, z),)) for cp, lp in pre]
+        return pre, [(w * cp, lp + (resolvent_letter(core, z),)) for cp, lp in pre]
     raise NotImplementedError(
         f"spectral function {letter}: only a single fractional power (x+a)^s or a ratio "
         "((x+a)/(x+b))^q (times integer powers) has an integral representation here")
@@ -109,15 +117,19 @@ def contour(letter, theta):
         m, h, rho = ellipse(letter)
         check_analytic(letter, m, h * (rho + 1 / rho) / 2)
         e = sp.exp(sp.I * theta)
-        z = m + h * (rho * e + 1 / (rho * e)) / 2
+        if getattr(letter.core, "pooled", False):
+            # compact node: the general law's R = (Σ_k c_kρ_kΣ_k + B − z)⁻¹ repeats z in every trace
+            z = ContourPoint(e, 2 * m, ellipse_scale(letter)[2])
+        else:
+            z = m + h * (rho * e + 1 / (rho * e)) / 2
         w = -h / (4 * sp.pi) * (rho * e - 1 / (rho * e)) * letter.g(z)
-        return [(w, (Res(letter.core, -z),))]
+        return [(w, (resolvent_letter(letter.core, -z),))]
     c0, r = letter.circle()
     check_analytic(letter, c0, r)
     e = sp.exp(sp.I * theta)
     z = c0 + r * e
     w = -r / (2 * sp.pi) * e * letter.g(z)
-    return [(w, (Res(letter.core, -z),))]
+    return [(w, (resolvent_letter(letter.core, -z),))]
 
 
 #: growth allowed on the default contour, in nats: ``max|g|`` on it is at most
@@ -148,15 +160,20 @@ def ellipse(letter):
     contour's distance to the segment is ``≈ h(A − 1)``, ``∝ 1/(ηt)`` for
     gradient descent (where ``|1 − ηx| ≈ 1``), while the ζ-plane distance is
     ``ρ − 1 ≈ √(2(A − 1))``: the node count grows like ``√t``."""
+    m, h, A = ellipse_scale(letter)
+    rho = A + sp.sqrt(A ** 2 - 1)
+    return m, h, rho
+
+
+def ellipse_scale(letter):
+    """``(m, h, A)`` of :func:`ellipse` (``A = ContourScale(…)``, ``ρ = A + √(A²−1)``)."""
     c0, _ = letter.circle()
     m = h = c0                       # An.circle centres [0, x₊] at x₊/2
     x, body = letter.g.variables[0], letter.g.expr
     inv = 1 / A_MAX
     for bound in _growth_bounds(body, x, m, h):
         inv += 1 / bound
-    A = ContourScale(1 + 1 / inv)
-    rho = A + sp.sqrt(A ** 2 - 1)
-    return m, h, rho
+    return m, h, ContourScale(1 + 1 / inv)
 
 
 class ContourScale(sp.Function):
@@ -183,9 +200,45 @@ class ContourScale(sp.Function):
         return self.args[0].is_real
 
     def _numpycode(self, printer):
-        return printer._print(self.args[0])
+        # parenthesised: a Function prints as an atom, so ``A**2`` must not read ``1 + …**2``
+        return "(" + printer._print(self.args[0]) + ")"
 
     _mpmathcode = _pythoncode = _lambdacode = _numpycode
+
+
+class ContourPoint(sp.Function):
+    """The node ``z = x₊/2 + x₊(ρe + 1/(ρe))/4`` (``ρ = A + √(A² − 1)``,
+    ``e = e^{iθ}``) of the default ellipse (:func:`ellipse`: foci ``0`` and
+    ``x₊``, ``m = h = x₊/2``) as one compact node ``ContourPoint(e, x₊, A)``:
+    used for pooled/shifted cores, whose resolvent equivalent
+    ``(Σ_k c_kρ_kΣ_k + B − z)⁻¹`` carries ``z`` into every trace of the
+    derived integrand (written out, it multiplies the size of the value).
+    Numerically and in LaTeX it is the explicit formula."""
+    nargs = 3
+
+    @classmethod
+    def eval(cls, e, xp, A):
+        if e.is_Number and xp.is_Number and A.is_Number:
+            return cls._formula(e, xp, A)
+
+    @staticmethod
+    def _formula(e, xp, A):
+        rho = A + sp.sqrt(A ** 2 - 1)
+        return xp / 2 + xp * (rho * e + 1 / (rho * e)) / 4
+
+    def explicit(self):
+        return self._formula(*self.args)
+
+    def _eval_evalf(self, prec):
+        return self.explicit().evalf(sp.core.evalf.prec_to_dps(prec))
+
+    def _numpycode(self, printer):
+        return "(" + printer._print(self.explicit()) + ")"
+
+    _mpmathcode = _pythoncode = _lambdacode = _numpycode
+
+    def _latex(self, printer):
+        return printer._print(self.explicit())
 
 
 def _growth_bounds(e, x, m, h):
@@ -429,8 +482,11 @@ def check_analytic(letter, c0, r):
     if letter.contour is not None:
         # the bound ‖Σ‖‖K‖(1+√(d/m))² ≥ the edge: enclosing [0, it] suffices
         from ..objects.functionals import Norm
-        X = letter.core.data
-        edge = Norm(X.Sigma) * Norm(X.K) * (1 + sp.sqrt(X.d / letter.core.m)) ** 2
+        if getattr(letter.core, "pooled", False):
+            edge = letter.core.edge_bound()      # Σ_k c_k‖Σ_k‖‖K_k‖(1+√(d/n_k))² + ‖B‖
+        else:
+            X = letter.core.data
+            edge = Norm(X.Sigma) * Norm(X.K) * (1 + sp.sqrt(X.d / letter.core.m)) ** 2
         if not (_decide(r - c0) and (_decide(c0 + r - edge) or _zero(c0 + r - edge))):
             raise NotImplementedError(
                 f"matrix_function({name}): the contour (center {c0}, radius {r}) is not provably enclosing "

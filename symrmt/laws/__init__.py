@@ -9,8 +9,11 @@ kind           equations (docs/math.md)                             module
 ``separable``  ``Tr[K(K+ν)⁻¹] = df₁(κ)``, ``κ ν df₁ = m z``           :mod:`.separable`
 ``general``    ``δ_j = c_j Tr[Σ_j R(δ)]/n_j`` (blocks, shift B)      :mod:`.pooled`
 =============  ===================================================  ===================
+
+``feature_noise`` (:mod:`.feature_noise`): ``Φ = XF + √τΞ``,
+``[κ(1 − df₁/p) − τ][1 − df₁/n − pτ/(nκ)] = z``.
 """
 from .base import FAMILIES, Law, register, unregister
-from . import wishart, separable, pooled  # noqa: F401,E402  (registration)
+from . import wishart, separable, pooled, feature_noise  # noqa: F401,E402  (registration)
 
 __all__ = ["FAMILIES", "Law", "register", "unregister"]

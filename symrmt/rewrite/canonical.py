@@ -97,6 +97,8 @@ def merge_analytic(a, b, strict_tags):
 def integer_letters(core, factors):
     """``Π (core + a)^k`` with integer ``k`` as sums of words of resolvents
     and bare cores (binomial expansion for positive powers)."""
+    if getattr(core, "pooled", False):          # Σ_k c_k Σ̂_k + B: letters.PooledCore
+        return core.integer_letters(factors)
     from math import comb
     out = [(sp.S.One, ())]
     for a, k in factors:

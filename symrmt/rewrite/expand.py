@@ -19,7 +19,8 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 from ..objects.matrices import (GaussianData, RandomFeatures, SampleCovariance,
                                 random_symbols)
 from ..objects.ops import MatrixFunction
-from .letters import An, Bare, Core, Det, Fn, GRes, Rand, Res, is_identity, transpose_word
+from .letters import (An, Bare, Core, Det, Fn, GRes, PooledCore, Rand, Res, is_identity,
+                      transpose_word)
 
 
 def is_random(M):
@@ -36,6 +37,9 @@ def expand(M, tag=None):
     if not is_random(M):
         return _expand_det(M)
     if isinstance(M, MatAdd):
+        noisy = _feature_noise_letter(M)
+        if noisy is not None:
+            return noisy
         return [t for a in M.args for t in expand(a, tag)]
     if isinstance(M, MatMul):
         coeff, mats = M.as_coeff_matrices()
@@ -157,7 +161,10 @@ def _general_resolvent(M, rnd, det, z):
 
 
 def _power(M, base, s, tag):
-    """``(c·core + a)^s = c^s (core + a/c)^s`` for real non-integer ``s``."""
+    """``(c·core + a)^s = c^s (core + a/c)^s`` for real non-integer ``s``; a
+    pooled/shifted base ``Σ_k c_k Σ̂_k + B + a`` (``a ≥ 0``) becomes
+    ``Fn(PooledCore, ((a, s),))``, whose Stieltjes integral runs over the
+    general law's resolvents (:func:`_pooled_core`)."""
     if s.is_real is False or s.free_symbols:
         raise NotImplementedError(f"power with a non-numeric or complex exponent: {M}")
     a, rest = sp.S.Zero, []
@@ -166,6 +173,12 @@ def _power(M, base, s, tag):
             a += c
         else:
             rest.append((c, w))
+    if _is_pooled(rest):
+        core = _pooled_core(M, base, rest)
+        if a.is_negative or (a.is_real is False):
+            raise NotImplementedError(f"fractional power {M}: the shift {a} of the pooled/shifted sample "
+                                      "covariance must be real and non-negative")
+        return [(sp.S.One, (Fn(core, ((sp.simplify(a), s),), tag),))]
     if len(rest) != 1:
         raise NotImplementedError(f"fractional power of {base}: not a shifted sample covariance")
     c, w = rest[0]
@@ -178,13 +191,26 @@ def _power(M, base, s, tag):
 
 def _analytic(M, tag):
     """``f(c·core + a) = g(core)`` with ``g(x) = f(cx + a)``; an explicit
-    contour is carried over to the core's eigenvalue."""
+    contour is carried over to the core's eigenvalue. A pooled/shifted
+    argument ``Σ_k c_k Σ̂_k + B + a`` gives ``g(x) = f(x + a)`` of the
+    :class:`~.letters.PooledCore` ``Σ_k c_k Σ̂_k + B`` (Cauchy integral over
+    the general law's resolvents, ``equivalence.spectral_fn``)."""
     a, rest = sp.S.Zero, []
     for c, w in expand(M.arg):
         if len(w) == 1 and is_identity(w[0]):
             a += c
         else:
             rest.append((c, w))
+    if _is_pooled(rest):
+        if random_symbols(a):
+            raise NotImplementedError(f"random shift in the matrix function {M}")
+        core = _pooled_core(M, M.arg, rest)
+        x = M.function.variables[0]
+        g = sp.Lambda(x, M.function.expr.xreplace({x: x + a}))
+        if not g.expr.has(x):
+            return [(g.expr, (Det(Identity(core.dim)),))]
+        contour = None if M.contour is None else (M.contour[0] - a, M.contour[1])
+        return [(sp.S.One, (An(core, g, tag, contour),))]
     if len(rest) != 1:
         raise NotImplementedError(f"matrix function of {M.arg}: not a shifted, scaled sample covariance")
     c, w = rest[0]
@@ -206,11 +232,50 @@ def _analytic(M, tag):
     return [(sp.S.One, (An(core, g, tag, contour),))]
 
 
+def _is_pooled(rest):
+    """The non-identity terms ``rest`` of a spectral function's argument form
+    a pooled/shifted core: random terms with a deterministic shift, or
+    several random terms (one random term alone is a plain core)."""
+    rnd = [1 for _, w in rest if _has_random_letter(w)]
+    return bool(rnd) and len(rest) > 1
+
+
+def _has_random_letter(w):
+    return any(isinstance(l, (Rand, Bare, Res, Fn, An, GRes)) for l in w)
+
+
+def _pooled_core(M, A, rest):
+    """``Σ_k c_k Σ̂_k + B`` (the terms ``rest`` of ``A``, identity part
+    excluded) as a :class:`~.letters.PooledCore` — blocks, weights and shift
+    recognised exactly as for a resolvent (:func:`_general_resolvent`:
+    independent data-side cores, weights ``c_k > 0``, ``B`` the
+    deterministic terms): a spectral function ``f(M)`` is then an integral
+    over the resolvents ``(M + z)⁻¹`` of the general law
+    (``equivalence.spectral_fn``)."""
+    rnd = [(c, w) for c, w in rest if _has_random_letter(w)]
+    det = [(c, w) for c, w in rest if not _has_random_letter(w)]
+    try:
+        (_, (letter,)), = _general_resolvent(Inverse(A), rnd, det, sp.S.One)
+    except ValueError as e:
+        if "must be > 0" in str(e):
+            raise NotImplementedError(f"spectral function {M}: {e} (the general one-point law "
+                                      "needs positive weights)") from None
+        raise
+    for core, _ in letter.blocks:
+        if core.ddof not in (None, 0):
+            raise NotImplementedError(f"spectral function {M}: a centred sample covariance ({core}) inside "
+                                      "a pooled/shifted core is not derived")
+    return PooledCore(letter.blocks, letter.B)
+
+
 def _match_core(w, A):
     """Recognise a sample-covariance core in the word ``w`` (inside ``A``):
     returns ``(core, scale)`` with ``word = scale · core``."""
     if len(w) == 1 and isinstance(w[0], Bare):
         return w[0].core, sp.S.One
+    noisy = _noisy_core(w, A)
+    if noisy is not None:
+        return noisy
     # peel feature layers: Fᵀ … F
     chain = []
     i, j = 0, len(w) - 1
@@ -249,19 +314,54 @@ def _match_core(w, A):
         "Fᵀ⋯XᵀX⋯F/n (feature chains) and sr.sample_covariance(X)" + _feature_noise_hint(A))
 
 
+def _feature_noise_letter(M):
+    """``XF + c·Ξ`` (``F`` random features, ``Ξ`` iid ``N(0, 1)`` data with
+    ``p`` columns; or its transpose ``FᵀXᵀ + c·Ξᵀ``) is one random letter: the
+    noisy features ``Φ`` with ``τ = c²`` (``laws/feature_noise.py``), so that
+    ``ΦᵀΦ/n`` is recognised as their core and ``Φ`` elsewhere (``Φᵀy``)
+    stays whole for nested conditioning. ``None`` for any other sum."""
+    from ..laws.feature_noise import feature_noise_of
+    got = feature_noise_of(M)
+    if got is None:
+        return None
+    phi, t = got
+    return [(sp.S.One, (Rand(phi, t),))]
+
+
+def _noisy_core(w, A):
+    """``ΦᵀΦ`` of noisy features ``Φ = XF + √τΞ`` → ``(NoisyCore, n)``: the core
+    ``ΦᵀΦ/n`` whose rows are ``N(0, FᵀΣF + τI)`` given ``F``. The Gram side
+    ``ΦΦᵀ`` and further feature layers around ``ΦᵀΦ`` are refused by name."""
+    from ..laws.feature_noise import NoisyCore, NoisyFeatures
+    if not any(isinstance(l, Rand) and isinstance(l.sym, NoisyFeatures) for l in w):
+        return None
+    if len(w) == 2 and all(isinstance(l, Rand) for l in w) and w[0].sym == w[1].sym:
+        phi = w[0].sym
+        if w[0].t and not w[1].t:
+            return NoisyCore(phi.X, "data", (phi.F,), noise=(phi.Xi, phi.c)), phi.X.n
+        raise NotImplementedError(
+            f"additive feature noise: the Gram form {A} of the noisy features {phi.name} is not derived "
+            "(only the feature-space core ΦᵀΦ/n is)")
+    raise NotImplementedError(
+        f"additive feature noise: cannot recognise a sample-covariance core in {A}; with noisy features "
+        "Φ = XF + √τΞ only ΦᵀΦ/n itself is derived (noise inside deeper feature chains or mixed with "
+        "other random terms is not)")
+
+
 def _feature_noise_hint(A):
-    """Why ``(XF + √τΞ)ᵀ(XF + √τΞ)/n`` is refused (additive feature noise):
-    given ``F`` its rows are ``N(0, FᵀΣF + τI)``, which is not a law the
-    engine registers; the verified two-stage law is in
-    ``tests/test_feat_noise.py``."""
+    """Why a sum with random features and two data matrices is refused: the
+    noisy features ``Φ = XF + √τΞ`` are derived only written as that sum
+    (one feature layer ``F``, ``Ξ`` iid ``N(0, 1)`` with ``p`` columns,
+    :func:`_feature_noise_letter`); deeper chains ``XF₁F₂ + √τΞ`` or other
+    mixtures are not (the law ``feature_noise`` covers one layer)."""
     syms = random_symbols(A)
     feats = [x for x in syms if isinstance(x, RandomFeatures)]
     data = [x for x in syms if isinstance(x, GaussianData)]
     if not feats or len(data) < 2:
         return ""
     return ("; additive feature noise (XF + √τ·Ξ, " + ", ".join(sorted(x.name for x in data)) +
-            ") is not derived: given F its rows are N(0, FᵀΣF + τI), whose law "
-            "[κ(1 − df₁/p) − τ]·[1 − df₁/n − pτ/(nκ)] = λ is not a registered law family")
+            ") is derived only as Φ = XF + √τ·Ξ with one feature layer F (d×p) and Ξ iid N(0, 1) "
+            "(n×p); noise inside deeper feature chains or mixed otherwise is not derived")
 
 
 # ----------------------------------------------------------------- stacking
