@@ -177,3 +177,25 @@ def test_sign_of_the_noise():
     assert abs(vm - float(_compiled("ntr")(**b))) <= 1e-12 * vm
     with pytest.raises(NotImplementedError, match="additive feature noise"):
         sr.deterministic_equivalent(sr.ntr(G * Phim.T * Phim / n))
+
+
+def test_gcv_and_norm_with_feature_noise():
+    """GCV and ``‖â‖²`` with noisy features. Given ``F`` the model is plain ridge
+    with Gaussian features (population ``S_τ``), for which GCV is consistent:
+    its equivalent must equal the risk + σ² (test features noisy, so the risk
+    above includes ``τ‖â‖²``) — an identity checked to 1e-9; ``‖â‖²`` against
+    ``sr.monte_carlo`` at d = 40 (tolerance ``K·sem + C·|th|/d``). Measured at
+    d = 40 / 80, (n, p) = (2d, d/2): norm gap +1.65 % / −0.13 %; (d/2, 2d):
+    +5.2 % / +2.5 % (sem 2 % / 1.4 %)."""
+    norm = a.T * a
+    gcv = TRAIN / (1 - sr.Tr(Phi * G * Phi.T) / n**2) ** 2
+    f_gcv = sr.deterministic_equivalent(gcv).compile()
+    f_risk, f_norm = _compiled("risk"), sr.deterministic_equivalent(norm).compile()
+    ev, wv = _problem(40)
+    for N, P in ((80, 20), (20, 80)):
+        b = dict(Sigma=ev, w=wv, n=N, p=P, lam=0.05, s2=0.1, tau=0.3)
+        g, r = float(f_gcv(**b)), float(f_risk(**b))
+        assert abs(g - (r + 0.1)) <= 1e-9 * g, (N, P, g, r)
+        th = float(f_norm(**b))
+        mc = sr.monte_carlo(norm, trials=200, seed=5, **b)
+        assert abs(float(mc.mean) - th) <= K * float(mc.sem) + C * abs(th) / 40, (N, P, th, mc.mean, mc.sem)

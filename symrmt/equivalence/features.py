@@ -74,6 +74,7 @@ from sympy import Identity, Inverse, MatAdd, MatMul, MatPow, MatrixSymbol, Trans
 from ..objects import Form, Tr
 from ..objects.matrices import GaussianData, RandomFeatures
 from ..rewrite.letters import An, Bare, Core, Det, Fn, Rand, Res
+from .laws import family
 
 _COUNT = [0]
 #: ``κ₀ = κ(0⁺)`` of the ``p``-sample law is solved at this ridge: the solver
@@ -476,7 +477,8 @@ def nested_value(eng, word, plan):
     # the feature-space law's unknown κ_F(z) → the chain law's ridge at level L
     a_of = {}
     for g in sub.reg.groups():
-        if g.kind != "wishart" or len(g.unknowns) != 1:
+        # the feature-space stage must be the one-unknown law κ Π(1 − df₁/m_j) = z (laws registry)
+        if not family(g.kind).presents_kappa or len(g.unknowns) != 1:
             raise NotImplementedError("random features: internal feature-space law not recognised")
         if noise:
             # κ_F = κ(1 − df₁(κ)/p) − τ, κ the feature-noise law's unknown (laws/feature_noise.py)
