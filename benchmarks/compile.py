@@ -14,11 +14,14 @@ Run: python benchmarks/compile.py
 """
 from __future__ import annotations
 
-import resource
+import os
+import sys
 import time
-import tracemalloc
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _measure import best_time, max_rss_mib, peak_mib  # noqa: E402
 
 from symrmt.numerics.examples import one_point
 
@@ -44,25 +47,6 @@ def baseline_blocked(s, n, lam, block=8):
     """The same Newton, λ in blocks of 8 so the (block, d) temporaries stay in
     cache — the trick the compiled reductions use; shown for transparency."""
     return np.concatenate([baseline(s, n, lam[i:i + block]) for i in range(0, len(lam), block)])
-
-
-def best_time(fn, repeats=7):
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
-def peak_mib(fn):
-    """Largest traced allocation (MiB) during one call of ``fn``."""
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        tracemalloc.stop()
 
 
 def main():
@@ -92,7 +76,7 @@ def main():
     m_base = peak_mib(lambda: baseline(s, n, lam))
     print(f"peak memory (tracemalloc)  : compiled {m_comp:.1f} MiB, hand-written {m_base:.1f} MiB "
           f"(ratio {m_comp / m_base:.2f}); process max RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+          f"{max_rss_mib():.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import resource
 import sys
 import time
-import tracemalloc
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _measure import max_rss_mib, peak_mib  # noqa: E402
 
 import symrmt as sr
 from symrmt.montecarlo import contract
@@ -41,16 +42,6 @@ def best(f, repeats):
         f()
         times.append(time.perf_counter() - t0)
     return min(times)
-
-
-def peak_mib(fn):
-    """Largest traced allocation (MiB) during one call of ``fn``."""
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        tracemalloc.stop()
 
 
 def main(argv=None):
@@ -94,7 +85,7 @@ def main(argv=None):
     m_draw = peak_mib(lambda: sr.monte_carlo(expr, trials=1, seed=0, progress=False, **bind))
     m_eigh = peak_mib(lambda: np.linalg.eigh(A))
     print(f"  peak memory (tracemalloc): one Monte Carlo draw {m_draw:.1f} MiB = {m_draw / m_eigh:.1f} × one eigh "
-          f"({m_eigh:.1f} MiB); process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+          f"({m_eigh:.1f} MiB); process max RSS {max_rss_mib():.0f} MiB")
 
 
 if __name__ == "__main__":

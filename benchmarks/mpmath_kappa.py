@@ -10,13 +10,16 @@ peak memory of each (``tracemalloc``) with the process's maximum resident set.
 
     python benchmarks/mpmath_kappa.py [--d 400] [--points 20] [--dps 80]
 """
+import os
+import sys
 import argparse
-import resource
 import time
-import tracemalloc
 
 import mpmath
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _measure import max_rss_mib, peak_mib  # noqa: E402
 
 import symrmt as sr
 
@@ -42,16 +45,6 @@ def plain_newton(s, n, lams, dps):
                     break
             out.append(k)
     return out
-
-
-def peak_mib(fn):
-    """Largest traced allocation (MiB) during one call of ``fn``."""
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        tracemalloc.stop()
 
 
 def main(argv=None):
@@ -95,7 +88,7 @@ def main(argv=None):
     m_base = peak_mib(lambda: plain_newton(s, a.n, lams, a.dps))
     print(f"  peak memory (tracemalloc): symrmt {m_ours:.2f} MiB, plain {m_base:.2f} MiB "
           f"(ratio {m_ours / m_base:.2f}); process max RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+          f"{max_rss_mib():.0f} MiB")
     return tb / to, diff
 
 

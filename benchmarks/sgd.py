@@ -23,33 +23,17 @@ Run: python benchmarks/sgd.py
 """
 from __future__ import annotations
 
-import resource
+import os
+import sys
 import time
-import tracemalloc
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _measure import best_time, max_rss_mib, peak_mib  # noqa: E402
+
 from symrmt.dynamics import SGD
 from symrmt.dynamics import sgd_equivalent as se
-
-
-def best_of(f, k=3):
-    best = np.inf
-    for _ in range(k):
-        t0 = time.perf_counter()
-        out = f()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
-def peak_mib(fn):
-    """Largest traced allocation (MiB) during one call of ``fn``."""
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        tracemalloc.stop()
 
 
 def multipass(d, s, w, s2, base):
@@ -62,7 +46,7 @@ def multipass(d, s, w, s2, base):
     eq = se.MultiPassEquivalent(s, w, s2, n, lr_max=0.25, t_max=999)
     t_setup = time.perf_counter() - t0
     t = np.arange(1000)
-    t_curve, (R, L, err) = best_of(lambda: eq.curve(t, 0.25, B))
+    t_curve, (R, L, err) = best_time(lambda: eq.curve(t, 0.25, B))
     print(f"multi-pass equivalent, d = {d}, n = {n}, B = {B}: derivation {t_der:.2f} s (once per process), "
           f"spectral data at {eq.N} contour nodes {t_setup:.2f} s ({t_setup / base:.0f} eigh), "
           f"1000-point curve t = 0..999: {t_curve:.3f} s ({t_curve / base:.1f} eigh; target < 0.5 s) "
@@ -72,7 +56,7 @@ def multipass(d, s, w, s2, base):
     t0 = time.perf_counter()
     eq2 = se.MultiPassEquivalent(s, w, s2, n, lr_max=lrs.max(), t_max=int(tt.max()))
     t_setup2 = time.perf_counter() - t0
-    t_grid, surf = best_of(lambda: np.array([eq2.curve(tt, lr, B)[0] for lr in lrs]), k=2)
+    t_grid, surf = best_time(lambda: np.array([eq2.curve(tt, lr, B)[0] for lr in lrs]), 2)
     print(f"risk surface 100 t (1..{tt.max()}) × 10 η ({lrs[0]:g}..{lrs[-1]:g}): spectral data {t_setup2:.2f} s, "
           f"surface {t_grid:.3f} s ({t_grid / base:.1f} eigh; target < 1 s) {'OK' if t_grid < 1 else 'SLOW'}; "
           f"shape {surf.shape}")
@@ -98,11 +82,7 @@ def main():
     t = np.unique(np.round(np.geomspace(1, 20000, 2000)).astype(int))[:1000]
     assert len(t) == 1000, len(t)
     g = SGD(s, w, s2, lr=lr, batch=B)
-    best = np.inf
-    for _ in range(5):
-        t0 = time.perf_counter()
-        curve = g.theory(t)
-        best = min(best, time.perf_counter() - t0)
+    best, curve = best_time(lambda: g.theory(t), 5)
     print(f"one-pass recursion, d = {d}, 1000-point grid up to t = {t.max()}: {best:.3f} s "
           f"(target < 0.5 s) {'OK' if best < 0.5 else 'SLOW'}")
     dd = 200
@@ -115,7 +95,7 @@ def main():
     print(f"risk at t = 1, 100, 10000: {np.interp([1, 100, 10000], t, curve.risk)}")
     M = np.random.default_rng(0).standard_normal((d, d))
     M = M + M.T
-    base, _ = best_of(lambda: np.linalg.eigh(M))
+    base, _ = best_time(lambda: np.linalg.eigh(M))
     print(f"baseline: eigh of a {d}×{d} symmetric matrix {base:.3f} s; one-pass curve = {best / base:.2f} eigh")
     m_eigh = peak_mib(lambda: np.linalg.eigh(M))
     m_curve = peak_mib(lambda: g.theory(t))
@@ -123,7 +103,7 @@ def main():
     print(f"peak memory (tracemalloc): one-pass curve {m_curve:.1f} MiB = {m_curve / m_eigh:.2f} × one eigh "
           f"({m_eigh:.1f} MiB); dense reference (d = {dd}) {m_dense:.1f} MiB")
     multipass(d, s, w, s2, base)
-    print(f"process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(f"process max RSS {max_rss_mib():.0f} MiB")
 
 
 if __name__ == "__main__":

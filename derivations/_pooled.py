@@ -551,3 +551,22 @@ class ProjectedPooled:
         out = self.fn(*dl, float(b["lam"]), float(b["s1"]) + r[1], float(b["s2"]) + r[2],
                       float(b["n1"]), float(b["n2"]), *vals)
         return float(out) + r[g]
+
+
+def rp_report(heading, data, rp_refused, rp_trials, rp_rows, rp_sizes):
+    """The random-projection section of a pooled recipe's ``table.md`` (lines)
+    and its ``summary.json`` entry: theory from :class:`ProjectedPooled`, the
+    engine's refusal recorded verbatim, dense Monte Carlo of ``data``."""
+    from _common import markdown_table, trend_table
+    body = ["", f"## Random projections ({heading})", "",
+            "Theory: `_pooled.ProjectedPooled` (two-stage: the engine's pooled derivation given F, then the average "
+            "over F; see formulas.md). `sr.deterministic_equivalent` itself refuses this model:", ""]
+    body += [f"- {k}: `{v}`" for k, v in rp_refused.items()]
+    body += ["", f"Monte Carlo: dense NumPy draws of {data} and F (trials per size {rp_trials}).", "",
+             markdown_table(rp_rows)]
+    if len(rp_sizes) > 1:
+        body += ["", trend_table(rp_rows)]
+    summary = dict(refused=rp_refused, theory="_pooled.ProjectedPooled (two-stage)",
+                   rows=[dict(quantity=r.quantity, d=r.d, theory=r.theory, mc=r.mc, sem=r.sem,
+                              tol=r.tol, passed=r.passed) for r in rp_rows])
+    return body, summary

@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import Row, markdown_table, pyplot, readable_log_axes, trend_table  # noqa: E402
-from _pooled import (compact_latex, dense_group_mc, derive_recipe_models,  # noqa: E402
+from _pooled import (compact_latex, dense_group_mc, derive_recipe_models, rp_report,  # noqa: E402
                      dense_real_only_mc, eigen_bindings, old_bindings, teacher)
 from _ridge_common import start  # noqa: E402
 
@@ -178,22 +178,14 @@ def main(argv=None):
     body += [f"| {p:g} | " + " | ".join(f"{v:.3g}" for v in vs) + " |" for p, vs in floor.items()]
     body += ["", f"## Cross-check: previous route (generating functions + finite differences), "
                  f"tolerance {CROSS_TOL:g} relative: {'pass' if cross_ok else '**FAIL**'}", ""] + cross_table
-    body += ["", "## Random projections (ridge on XF, F d×p, p = d/2, N/d = 4, Σ₂ = Σ)", "",
-             "Theory: `_pooled.ProjectedPooled` (two-stage: the engine's pooled derivation given F, then the average "
-             "over F; see formulas.md). `sr.deterministic_equivalent` itself refuses this model:", ""]
-    body += [f"- {k}: `{v}`" for k, v in rp_refused.items()]
-    body += ["", f"Monte Carlo: dense NumPy draws of X₁, X₂, ε and F (trials per size {rp_trials}).", "",
-             markdown_table(rp_rows)]
-    if len(rp_sizes) > 1:
-        body += ["", trend_table(rp_rows)]
+    rp_body, rp_summary = rp_report("ridge on XF, F d×p, p = d/2, N/d = 4, Σ₂ = Σ", "X₁, X₂, ε", rp_refused, rp_trials, rp_rows, rp_sizes)
+    body += rp_body
     (out / "table.md").write_text("\n".join(body) + "\n")
     summary = dict(passed=ok, n_rows=len(all_rows), failed=sum(not r.passed for r in all_rows), quick=args.quick,
                    sizes=sizes, table=[dict(quantity=r.quantity, d=r.d, ratio=r.ratio, lam=r.sigma2, theory=r.theory,
                                             mc=r.mc, sem=r.sem, tol=r.tol, passed=r.passed) for r in all_rows],
                    cross_check=dict(passed=cross_ok, worst_rel=worst_cross, tol=CROSS_TOL),
-                   random_projections=dict(refused=rp_refused, theory="_pooled.ProjectedPooled (two-stage)",
-                                           rows=[dict(quantity=r.quantity, d=r.d, theory=r.theory, mc=r.mc, sem=r.sem,
-                                                      tol=r.tol, passed=r.passed) for r in rp_rows]),
+                   random_projections=rp_summary,
                    floor=dict(N_over_d=list(FLOOR_AT), E={str(p): v for p, v in floor.items()}), derive_seconds=model.derive_seconds,
                    seconds=time.perf_counter() - t_start)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -6,7 +6,7 @@ reference paths they replace (benchmarks/derive.py times both).
 - ``simplify.count_ops`` (memoised, with an early exit over a limit) vs
   ``sympy.count_ops``; ``tidy``'s lower bound on a collected form's size is below
   its true size;
-- ``simplify.atoms_shared`` / ``xreplace_shared`` vs ``atoms`` / ``xreplace``;
+- ``objects.walk.atoms_shared`` / ``simplify.xreplace_shared`` vs ``atoms`` / ``xreplace``;
 - memoised letter products/transposes in ``output`` vs the plain ones, and the
   caches do not leak between different words.
 """
@@ -19,6 +19,7 @@ import sympy as sp
 
 import symrmt as sr
 from symrmt.equivalence import output, simplify
+from symrmt.objects import walk
 
 _spec = importlib.util.spec_from_file_location(
     "bench_derive_dspeed", pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "derive.py")
@@ -106,9 +107,9 @@ def test_shared_walks_match_sympy():
     y, z = sp.symbols("y z")
     rule = {y: z + 1}
     for e in _exprs():
-        assert simplify.atoms_shared(e) == e.atoms()
-        assert simplify.atoms_shared(e, sp.Symbol) == e.atoms(sp.Symbol)
-        assert simplify.atoms_shared(e, sp.Pow, sp.Add) == e.atoms(sp.Pow, sp.Add)
+        assert walk.atoms_shared(e) == e.atoms()
+        assert walk.atoms_shared(e, sp.Symbol) == e.atoms(sp.Symbol)
+        assert walk.atoms_shared(e, sp.Pow, sp.Add) == e.atoms(sp.Pow, sp.Add)
         assert simplify.xreplace_shared(e, rule) == e.xreplace(rule)
         assert simplify.xreplace_shared(e, {}) is e
 

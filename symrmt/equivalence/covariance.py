@@ -188,7 +188,7 @@ def _cov_fn(engine, v1, v2, first, k):
 
 
 def _side_at(engine, letter):
-    from .engine import _bare_side
+    from .averaging import bare_side as _bare_side
     if isinstance(letter, Res):
         return rules._SideAt(engine.reg.side(letter.core, letter.z), letter.z)
     return rules._SideAt(_bare_side(letter.core), None, bare=True)

@@ -12,7 +12,8 @@ from .covariance import cov_value, mean_value
 from . import sample_side
 from .engine import ASSUMPTIONS, Derivation
 from .result import DeterministicEquivalent
-from .simplify import atoms_shared, tidy, xreplace_shared
+from ..objects.walk import atoms_shared
+from .simplify import tidy, xreplace_shared
 
 
 def random_atoms(e):

@@ -20,7 +20,6 @@ from ..rewrite.letters import An, Fn, GRes, Res, word_sources
 from ..rewrite.wick import check_mean_independence, split_means, wick
 from . import spectral_fn
 from .averaging import AVERAGE, canonical_str, check_alone
-from .averaging import bare_side as _bare_side, unfold as _unfold  # noqa: F401  (older import paths)
 from .laws import Registry
 from .output import words_to_scalar
 

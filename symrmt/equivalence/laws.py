@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..transforms.spectral import df1 as _df  # noqa: F401  (re-exported: rules.py imports it from here)
 from .result import unknown_symbol
 
 # ------------------------------------------------------------------ registry

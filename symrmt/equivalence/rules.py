@@ -155,7 +155,7 @@ def chain_sandwich(word, i, side, z, core):
         R = Det((side.A + side.kA * Identity(side.A.shape[0])).inverse())
         return [(side.k1 / z, ((R,) + mid,))]
     if all(isinstance(l, Det) and isinstance(l.expr, Identity) for l in rest):
-        from ..equivalence.laws import _df
+        from ..transforms.spectral import df1 as _df
         return [((core.dim - _df(side.A, side.kA)) / z, ((Det(Identity(1)),),))]
     raise NotImplementedError(
         f"feature-space resolvent with a test matrix other than I or a full sandwich 𝔉 … 𝔉ᵀ")

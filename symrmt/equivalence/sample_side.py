@@ -61,7 +61,7 @@ from sympy import Identity
 from ..objects import Tr
 from ..objects.matrices import GaussianData, RandomFeatures
 from ..rewrite.letters import An, Bare, Core, Det, Fn, GRes, Rand, Res
-from .general_law import (_collect_m, _collect_s, _deterministic_scalar, _subst_m, _subst_s,
+from .general_law import (_collect_m, _collect_s, _deterministic_scalar, _subst_m,
                           _trace_with)
 
 

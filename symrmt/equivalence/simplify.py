@@ -21,7 +21,6 @@ from sympy.core.operations import LatticeOp
 from sympy.simplify.radsimp import fraction as _fraction
 
 from ..objects import Form, Tr
-from ..objects.walk import atoms_shared  # noqa: F401  (re-exported)
 
 
 #: above this size (``count_ops``) the value is returned as derived: expanding and

@@ -15,15 +15,13 @@ Sampler: ``X = K^{1/2} Z Σ^{1/2} + 1·meanᵀ``.
 from __future__ import annotations
 
 import sympy as sp
-from sympy import Identity
 
-from ..equivalence.laws import Side, gram_side
 from ..equivalence.result import UnknownGroup
 from ..objects.matrices import GaussianData
 from ..transforms import stransform as st
 from ..transforms.spectral import df1 as _df
 from .base import Law, register
-from .wishart import feature_transform, gaussian_draw, gaussian_sampling_law
+from .wishart import feature_transform, gaussian_draw, gaussian_sampling_law, gaussian_side
 
 
 def check_separable(a, b):
@@ -66,13 +64,7 @@ class SeparableLaw(Law):
         group = UnknownGroup((kappa, nu), eqs, z, self.kind, Sigma, sizes, Kmat, m)
         return dict(kappa=kappa, nu=nu, k1=k1, iid=False, Kmat=Kmat, group=group, order=i)
 
-    def side(self, core, g):
-        gram_side(core)
-        X = core.data
-        if core.side == "gram":
-            return Side(A=g["Kmat"], kA=g["nu"], B=X.Sigma, kB=g["kappa"], m=core.m, k1=g["nu"],
-                        iid=isinstance(X.Sigma, Identity))
-        return Side(A=X.Sigma, kA=g["kappa"], B=g["Kmat"], kB=g["nu"], m=core.m, k1=g["k1"], iid=False)
+    side = staticmethod(gaussian_side)
 
     def samples(self, obj):
         return type(obj) is GaussianData and obj.correlated

@@ -33,6 +33,18 @@ def feature_transform(d, sizes):
     return st.product(*[st.wishart(d / p) for p in sizes]) if sizes else sp.Lambda(sp.Symbol("w"), 1)
 
 
+def gaussian_side(core, g):
+    """What the rules need of a Gaussian-data core from its group ``g``: the
+    data side sees ``(Σ, κ)`` against ``(K, ν)``, the Gram side the reverse
+    (shared by the white-Wishart and correlated-samples families)."""
+    gram_side(core)
+    X = core.data
+    if core.side == "gram":
+        return Side(A=g["Kmat"], kA=g["nu"], B=X.Sigma, kB=g["kappa"], m=core.m, k1=g["nu"],
+                    iid=isinstance(X.Sigma, Identity))
+    return Side(A=X.Sigma, kA=g["kappa"], B=g["Kmat"], kB=g["nu"], m=core.m, k1=g["k1"], iid=g["iid"])
+
+
 def gaussian_sampling_law(program, obj):
     """``Σ``, ``K`` (``None`` for iid rows) and the mean (``None`` if zero) as compiled nodes."""
     from sympy import ZeroMatrix
@@ -81,13 +93,7 @@ class WishartLaw(Law):
         group = UnknownGroup((kappa,), eqs, z, self.kind, Sigma, (m,) + sizes)
         return dict(kappa=kappa, nu=(m - df) / df, k1=k1, iid=True, Kmat=Identity(m), group=group, order=i)
 
-    def side(self, core, g):
-        gram_side(core)
-        X = core.data
-        if core.side == "gram":
-            return Side(A=g["Kmat"], kA=g["nu"], B=X.Sigma, kB=g["kappa"], m=core.m, k1=g["nu"],
-                        iid=isinstance(X.Sigma, Identity))
-        return Side(A=X.Sigma, kA=g["kappa"], B=g["Kmat"], kB=g["nu"], m=core.m, k1=g["k1"], iid=True)
+    side = staticmethod(gaussian_side)
 
     def samples(self, obj):
         return type(obj) is GaussianData and not obj.correlated

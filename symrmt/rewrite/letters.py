@@ -144,10 +144,7 @@ class GRes:
 
     @property
     def sources(self):
-        out = frozenset()
-        for c, _ in self.blocks:
-            out |= c.sources
-        return out
+        return _block_sources(self.blocks)
 
     def T(self):
         return self if self.B is None else GRes(self.blocks, self.B.T, self.z)
@@ -196,10 +193,7 @@ class PooledCore:
 
     @property
     def sources(self):
-        out = frozenset()
-        for c, _ in self.blocks:
-            out |= c.sources
-        return out
+        return _block_sources(self.blocks)
 
     def resolvent(self, z):
         """``(M + z)⁻¹`` as the :class:`GRes` letter."""
@@ -216,7 +210,6 @@ class PooledCore:
         """``Π (M + a)^k`` (integer ``k``) as words: ``(M + a)⁻¹`` the
         :class:`GRes` letter, positive powers multiplied out binomially with
         ``M = Σ_k c_k Σ̂_k + B`` (:meth:`bare_terms`)."""
-        from math import comb
         out = [(sp.S.One, ())]
         for a, k in factors:
             k = int(k)
@@ -445,3 +438,8 @@ def word_matrix(word):
         else:
             mats.append((l.core.matrix() + l.z * Identity(l.core.dim)).inverse())
     return MatMul(*mats) if len(mats) != 1 else mats[0]
+
+
+def _block_sources(blocks):
+    """The random sources of a pooled sum: the union over its blocks' cores."""
+    return frozenset().union(*(c.sources for c, _ in blocks))

@@ -5,6 +5,7 @@ import numpy as np
 import sympy as sp
 
 from ..kernels import Stage
+from ..solvers import bracketed_newton, take, warm_start
 
 #: kind → :class:`LawSystem` subclass (filled by :func:`register`)
 LAWS = {}
@@ -92,6 +93,28 @@ class LawSystem:
             if len(sol) == 1:
                 self._inverse_z = (s.name, backend.lambdify([w], [sol[0]]))
         return F
+
+    def newton_from_above(self, env, z, x0, opts, step):
+        """Safeguarded Newton for a one-unknown law on a real ridge grid ``z``,
+        started at ``x0`` (above the root; replaced by a warm start where one
+        is given in ``opts["warm"]``), bracketed in ``[0, ∞)``.
+        ``step(e, idx, x) → (Newton step, below)``: ``e`` the environment of the
+        points ``idx`` with the unknown set to ``x``; ``below`` marks points
+        known to lie below the root (off the branch, or ``h(x) < z``)."""
+        be = self.backend
+        (k,) = self.unknowns
+        x0 = warm_start(x0, z, opts.get("warm", {}).get(k.name), be)
+        zero = 0 * x0
+        inf = zero + be.const(float("inf"))
+
+        def evaluate(idx, x):
+            e = take(env, idx)
+            e[k.name] = x
+            e[self.zname] = z[idx]
+            return step(e, idx, x)
+
+        x, nit, conv = bracketed_newton(evaluate, x0, zero, inf, be, opts["maxiter"], opts["xtol"])
+        return {k.name: x}, nit, conv
 
     def stage(self, exprs):
         """Lower SymPy expressions once into a vectorised :class:`Stage`."""

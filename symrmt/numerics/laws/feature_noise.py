@@ -23,7 +23,7 @@ import numpy as np
 import sympy as sp
 
 from ...objects.functionals import Tr
-from ..solvers import bracketed_newton, full, take, warm_start
+from ..solvers import full
 from .base import LawSystem, register
 
 
@@ -43,7 +43,6 @@ class FeatureNoiseSystem(LawSystem):
         self.complex_names = [self.unknowns[0].name]
 
     def solve_real(self, env, bound, z, opts):
-        be = self.backend
         N = len(z)
         trS, n, p, tau = [full(v, N) for v in self.setup(env, bound)]
         if np.any(np.asarray(z == 0, dtype=bool)):
@@ -53,15 +52,8 @@ class FeatureNoiseSystem(LawSystem):
         if np.any(np.asarray(tau < 0, dtype=bool)):
             raise ValueError(f"the feature-noise variance τ must be ≥ 0 (group {self.unknowns})")
         x0 = z + tau + trS / p + (trS + p * tau) / n
-        (k,) = self.unknowns
-        x0 = warm_start(x0, z, opts.get("warm", {}).get(k.name), be)
-        zero = 0 * x0
-        inf = zero + be.const(float("inf"))
 
-        def evaluate(idx, x):
-            e = take(env, idx)
-            e[k.name] = x
-            e[self.zname] = z[idx]
+        def step(e, idx, x):
             Fv, J, df = self.newton(e, bound)
             with np.errstate(all="ignore"):
                 ni, pi, ti = n[idx], p[idx], tau[idx]
@@ -71,5 +63,4 @@ class FeatureNoiseSystem(LawSystem):
                 below = (df >= pi) | (a <= 0) | (b <= 0) | (h < z[idx])
                 return Fv / J, below
 
-        x, nit, conv = bracketed_newton(evaluate, x0, zero, inf, be, opts["maxiter"], opts["xtol"])
-        return {k.name: x}, nit, conv
+        return self.newton_from_above(env, z, x0, opts, step)

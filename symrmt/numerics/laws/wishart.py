@@ -29,7 +29,7 @@ import sympy as sp
 
 from ...objects.functionals import Tr
 from ...objects.matrices import Covariance
-from ..solvers import bracketed_newton, check_ridgeless, full, take, warm_start
+from ..solvers import check_ridgeless, full
 from .base import LawSystem, register
 
 
@@ -80,7 +80,6 @@ class WishartSystem(LawSystem):
 
     # ------------------------------------------------------------ hooks
     def solve_real(self, env, bound, z, opts):
-        be = self.backend
         n = len(z)
         trS, *ms = [full(v, n) for v in self.setup(env, bound)]
         mmin = ms[0]
@@ -88,15 +87,8 @@ class WishartSystem(LawSystem):
             mmin = np.where(m < mmin, m, mmin)
         x0 = z + trS * sum(1 / m for m in ms)
         check_ridgeless(self, env, bound, z, mmin, trS)
-        (k,) = self.unknowns
-        x0 = warm_start(x0, z, opts.get("warm", {}).get(k.name), be)
-        zero = 0 * x0
-        inf = zero + be.const(float("inf"))
 
-        def evaluate(idx, x):
-            e = take(env, idx)
-            e[k.name] = x
-            e[self.zname] = z[idx]
+        def step(e, idx, x):
             if self.stable is not None:
                 return _stable_step(self, e, bound, x, z[idx], [m[idx] for m in ms])
             F, J, df = self.newton(e, bound)
@@ -107,8 +99,7 @@ class WishartSystem(LawSystem):
                 below = (df >= mmin[idx]) | (h < z[idx])
                 return F / J, below
 
-        x, nit, conv = bracketed_newton(evaluate, x0, zero, inf, be, opts["maxiter"], opts["xtol"])
-        return {k.name: x}, nit, conv
+        return self.newton_from_above(env, z, x0, opts, step)
 
     def scale(self, env, bound):
         """Spectral scale of ``Σ̂``: ``max eig Σ · Π_j (1 + √(d/m_j))²``."""
