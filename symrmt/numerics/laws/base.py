@@ -100,7 +100,9 @@ class LawSystem:
         is given in ``opts["warm"]``), bracketed in ``[0, ∞)``.
         ``step(e, idx, x) → (Newton step, below)``: ``e`` the environment of the
         points ``idx`` with the unknown set to ``x``; ``below`` marks points
-        known to lie below the root (off the branch, or ``h(x) < z``)."""
+        known to lie below the root (off the branch, or ``h(x) < z``). Off the
+        branch the step must be NaN (the bracket then bisects): a residual can
+        vanish there at a spurious root, and a small step would count as converged."""
         be = self.backend
         (k,) = self.unknowns
         x0 = warm_start(x0, z, opts.get("warm", {}).get(k.name), be)

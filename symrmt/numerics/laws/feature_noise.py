@@ -60,7 +60,9 @@ class FeatureNoiseSystem(LawSystem):
                 a = x * (1 - df / pi) - ti
                 b = 1 - df / ni - pi * ti / (ni * x)
                 h = a * b
-                below = (df >= pi) | (a <= 0) | (b <= 0) | (h < z[idx])
-                return Fv / J, below
+                off = (df >= pi) | (a <= 0) | (b <= 0)
+                below = off | (h < z[idx])
+                # two negative brackets give h > 0 again: never a Newton step off the branch
+                return np.where(off, np.nan, Fv / J), below
 
         return self.newton_from_above(env, z, x0, opts, step)

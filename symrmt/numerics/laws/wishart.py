@@ -10,7 +10,9 @@ branch edge ``κ_min`` (``df(κ_min) = min m_j``, or ``0``) to ``+∞``. Since
 one factor ``h`` is also convex and the iterates decrease monotonically).
 Each point keeps a bracket ``[lo, hi]``: a point is *below* the root when it
 is off the branch (``df ≥ min m_j``) or ``h < z``; a Newton step that leaves
-the bracket is replaced by bisection. Where the derived residual is,
+the bracket is replaced by bisection, and off the branch no Newton step is
+taken at all (``h`` has spurious roots there for two or more factors, where an
+even number of ``1 − df/m_j`` are negative). Where the derived residual is,
 identically in ``df``, the canonical ``κ Π_j(1 − df/m_j) − z`` (checked
 symbolically once, :meth:`WishartSystem._stable_stage`), the step uses the
 exact identity ``df = d − κ Tr[(Σ+κ)⁻¹]``: ``1 − df/m = ((m − d) + κ
@@ -96,8 +98,11 @@ class WishartSystem(LawSystem):
                 h = x
                 for m in ms:
                     h = h * (1 - df / m[idx])
-                below = (df >= mmin[idx]) | (h < z[idx])
-                return F / J, below
+                off = df >= mmin[idx]
+                below = off | (h < z[idx])
+                # off the branch the residual can vanish again (a spurious root where
+                # two factors 1 − df/m_j are negative): no Newton step there, bisect
+                return np.where(off, np.nan, F / J), below
 
         return self.newton_from_above(env, z, x0, opts, step)
 
@@ -170,4 +175,9 @@ def _stable_step(system, e, bound, x, z, ms):
         q = r ** p
         q = np.where(q < 1e-8, 1e-8, q)
         step = np.where(pos, x * (1 - q), plain)
+        # off the branch: NaN, so the bracket bisects. With two or more factors h can
+        # return to z where an even number of them is negative (a spurious root, e.g.
+        # df > n, p for random features); a small Newton step there must not count as
+        # converged
+        step = np.where(off, np.nan, step)
         return step, below
