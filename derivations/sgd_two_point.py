@@ -92,6 +92,87 @@ def gd_same_draw_check(log):
     return dict(d=D, n=N, t=T, sgd=float(got[0]), gd=float(ref), rel=float(rel), passed=bool(rel < 1e-10))
 
 
+PAPER_RTOL = 1e-10      # engine vs the paper's one-pass Volterra form: both exact recursions
+GD_T1_RTOL = 1e-8       # engine's B = n equivalent at t = 1 vs its closed form (contour quadrature ~1e-10)
+
+
+def paper_check(quick, log):
+    """Engine (``SGD.theory``) vs the paper's formulas coded independently in
+    ``derivations/_paper_sgd.py`` (no symrmt there): (V1) the one-pass Volterra equation at the
+    recipe's settings and a rotated Σ; the B = n (full-batch GD) equivalent at t = 1 against its
+    closed form (first-order Wishart moment ``E[Σ̂AΣ̂] ≃ ΣAΣ + Σ Tr(AΣ)/n``) and the exact
+    finite-n value (``+ ΣAΣ/n``); (V2) dense NumPy GD simulations at three sizes."""
+    import _paper_sgd as Q
+    steps = np.array([1, 10, 30, 100, 300])
+    lines, ok = [], True
+    D = 100
+    s, w = problem(D)
+    rng = np.random.default_rng(3)
+    Qm, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    settings = [("one-pass linear B=1 η=0.25 (recipe)", s, w, 0.25, 1), ("one-pass linear B=8 η=1 (recipe)", s, w, 1.0, 8),
+                ("one-pass, rotated Σ (non-diagonal), B=4 η=0.5", (Qm * s) @ Qm.T, Qm @ w, 0.5, 4)]
+    lines += ["| quantity | d | engine R(t=300) | paper (NumPy) | max rel. diff over t | tol | pass |",
+              "|---|---:|---:|---:|---:|---:|---|"]
+    worst = 0.0
+    for label, S, ww, lr, B in settings:
+        th = SGD(S, ww, SIGMA2, lr=lr, batch=B).theory(steps).risk
+        ref = Q.onepass_volterra(S, ww, SIGMA2, lr, B, steps)
+        rel = float(np.max(np.abs(th - ref) / ref))
+        worst = max(worst, rel)
+        ok &= rel <= PAPER_RTOL
+        lines.append(f"| (V1) {label} | {D} | {th[-1]:.10g} | {ref[-1]:.10g} | {rel:.1e} | {PAPER_RTOL:g} | "
+                     f"{'yes' if rel <= PAPER_RTOL else 'NO'} |")
+    hd = {B: float(np.max(np.abs(Q.onepass_volterra(s, w, SIGMA2, lr, B, steps, gaussian_term=False)
+                                 / Q.onepass_volterra(s, w, SIGMA2, lr, B, steps) - 1)))
+          for lr, B in ((0.25, 1), (1.0, 8))}
+    # B = n at t = 1: closed forms (steps[0] = 1; one equivalent per size, reused for (V2) below)
+    gd_sizes = (50, 100) if quick else (100, 200, 400)
+    gd_th = {d: SGD(*problem(d), SIGMA2, lr=1.0, batch=2 * d, passes="multi", n=2 * d).theory(steps).risk
+             for d in gd_sizes}
+    for d in gd_sizes[:2]:
+        s_, w_ = problem(d)
+        n, eta = 2 * d, 1.0
+        th1 = float(gd_th[d][0])
+        wSw, w2, w3, T2 = w_ @ (s_ * w_), w_ @ (s_ ** 2 * w_), w_ @ (s_ ** 3 * w_), float(np.sum(s_ ** 2))
+        first = SIGMA2 + wSw - 2 * eta * w2 + eta ** 2 * (w3 + (wSw + SIGMA2) * T2 / n)
+        exact = first + eta ** 2 * w3 / n
+        rel = abs(th1 - first) / first
+        worst = max(worst, rel)
+        ok &= rel <= GD_T1_RTOL
+        lines.append(f"| GD (B = n = {n}), R(1): first-order closed form | {d} | {th1:.10g} | {first:.10g} | "
+                     f"{rel:.1e} | {GD_T1_RTOL:g} | {'yes' if rel <= GD_T1_RTOL else 'NO'} |")
+        lines.append(f"| GD (B = n = {n}), R(1): exact finite n (+η²w*ᵀΣ³w*/n; O(1/n), not a tolerance) | {d} | "
+                     f"{th1:.10g} | {exact:.10g} | {abs(th1 - exact) / exact:.1e} | — | info |")
+    lines += ["", f"The high-dimensional form a_k = (1 − ηλ_k)² (dropping the Gaussian η²λ_k²/B term) differs from "
+              f"the exact one-pass curve by up to {hd[1]:.1%} (B = 1, η = 0.25) and {hd[8]:.1%} (B = 8, η = 1) "
+              "on this grid: the recipe uses the exact Gaussian recursion (its table matches simulated SGD with "
+              "c = 0).", "",
+              "(V2) Full-batch GD (multi-pass, B = n = 2d, η = 1): the engine's proportional-limit equivalent vs "
+              "dense NumPy GD (`_paper_sgd.gd_dense_mc`, closed-form iterates from one `eigh` per data set); "
+              f"tolerance {K:g}·sem + {C_MULTI:g}·|th|/d:", "",
+              "| d | t | engine | dense MC ± sem | rel. error | pass |", "|---:|---:|---:|---:|---:|---|"]
+    mc_rows = []
+    for d in gd_sizes:
+        s_, w_ = problem(d)
+        n = 2 * d
+        th = gd_th[d]
+        mc, sem = Q.gd_dense_mc(s_, w_, SIGMA2, n, 1.0, steps, 100 if quick else 200, seed=d)
+        for j, tt in enumerate(steps):
+            tol = K * sem[j] + C_MULTI * abs(th[j]) / d
+            good = bool(abs(mc[j] - th[j]) <= tol)
+            ok &= good
+            mc_rows.append(dict(d=d, t=int(tt), engine=float(th[j]), mc=float(mc[j]), sem=float(sem[j]),
+                                rel=float((mc[j] - th[j]) / th[j]), passed=good))
+            lines.append(f"| {d} | {tt} | {th[j]:.6g} | {mc[j]:.6g} ± {sem[j]:.1e} | {(mc[j] - th[j]) / th[j]:+.2%} | "
+                         f"{'yes' if good else 'NO'} |")
+    head = ("Formulas of arXiv:2502.05074 coded independently in `derivations/_paper_sgd.py` (NumPy) vs the "
+            f"engine; α = {ALPHA}, β = {BETA}, σ² = {SIGMA2}. Worst rel. diff (engine vs closed forms) "
+            f"**{worst:.1e}**.\n\n")
+    log(f"  engine vs the paper's formulas (independent NumPy): worst rel. diff {worst:.1e}; dense GD MC "
+        f"{sum(r['passed'] for r in mc_rows)}/{len(mc_rows)} within tolerance")
+    return dict(passed=bool(ok), worst_rel=worst, highdim_gap=hd, gd_mc=mc_rows, table=head + "\n".join(lines))
+
+
 FORMULAS = r"""# SGD learning curves: the identities used
 
 Model: $x\sim N(0,\Sigma)$, $y=x^\top w_*+\varepsilon$, features $z=F^\top x$ ($F=I$: linear),
@@ -162,20 +243,23 @@ def main(argv=None):
             curves[(d, label)] = (steps, th.risk, mc.risk.mean, mc.risk.sem)
             log(f"  d={d} {label}: {time.perf_counter() - t0:.1f} s")
     gd = gd_same_draw_check(log)
+    paper = paper_check(args.quick, log)
     # dense one-pass curves for the plot (theory only, exact recursion)
     dense = np.unique(np.round(np.geomspace(1, 3000, 200)).astype(int))
     s, w = problem(sizes[-1])
     plot_th = {lab: SGD(s, w, SIGMA2, **kw).theory(dense).risk
                for lab, kw in cases(sizes[-1])[:2]}
-    ok = all(r.passed for r in rows) and gd["passed"]
+    ok = all(r.passed for r in rows) and gd["passed"] and paper["passed"]
     (out / "formulas.md").write_text(FORMULAS)
     (out / "table.md").write_text(
         f"# SGD learning curves: theory vs simulated SGD\n\nα = {ALPHA}, β = {BETA}, σ² = {SIGMA2}; "
         f"tolerance k·sem + c·|th|/d, sem = hypot(MC sem, theory sem over F/data draws); "
         f"one-pass c = {C_ONE}, multi-pass c = {C_MULTI}. n/d = 0 means one-pass.\n\n"
-        + markdown_table(rows) + f"\n\nB = n vs matrix_function GD on one draw: {gd}\n")
+        + markdown_table(rows) + f"\n\nB = n vs matrix_function GD on one draw: {gd}\n"
+        + "\n## Engine vs the paper's formula (independent NumPy)\n\n" + paper["table"] + "\n")
     summary = dict(passed=ok, n_rows=len(rows), n_failed=sum(not r.passed for r in rows),
                    quick=args.quick, sizes=sizes, gd_same_draw=gd,
+                   paper_check={k: v for k, v in paper.items() if k != "table"},
                    rel_error={f"{r.quantity} d={r.d}": r.rel for r in rows},
                    seconds=time.perf_counter() - t_start)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -206,7 +290,8 @@ def main(argv=None):
         files.append("curves.png")
     log(f"== wrote {out}/: formulas.md, table.md, summary.json" + (", " + ", ".join(files) if files else ""))
     log(f"{summary['n_rows'] - summary['n_failed']}/{summary['n_rows']} comparisons pass; "
-        f"GD check {'passes' if gd['passed'] else 'FAILS'}; {summary['seconds']:.1f} s")
+        f"GD check {'passes' if gd['passed'] else 'FAILS'}; paper check {'passes' if paper['passed'] else 'FAILS'}; "
+        f"{summary['seconds']:.1f} s")
     if not ok:
         sys.exit(1)
 

@@ -148,6 +148,9 @@ def test_quick_run_through_the_cli(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed"] == 0
     assert all(r["passed"] for r in summary["table"])
+    # engine vs the paper's formulas coded independently (derivations/_paper_diffusion.py)
+    assert summary["paper_check"]["passed"] and summary["paper_check"]["worst_rel"] < 1e-6
+    assert "Engine vs the paper's formula" in (out / "table.md").read_text()
     for name in ("formulas.md", "table.md", "kappa.png", "shrinkage.png", "variance_modes.png",
                  "split_vs_n.png", "trajectory.png"):
         assert (out / name).stat().st_size > 0, name
