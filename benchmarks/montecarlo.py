@@ -21,6 +21,13 @@ decomposition, ``d²/2`` normals; ``Xᵀε`` as ``Rᵀg``) and ``sampling="direc
 * ``run``: whole ``monte_carlo`` calls of ``--trials`` draws (compilation,
   the planning draw, every draw) against as many bare eighs — what a user sees.
 
+The ``path`` column says how the plan decomposes the random core: ``eigvalsh``
+(eigenvalues only), ``dsyevd`` (eigenvectors formed) or ``factored``
+(eigenvectors only applied to thin blocks — the form, the risk's grid of
+``ŵ(λ)`` — kept as the tridiagonal reduction's reflectors and the tridiagonal
+eigenvectors, ``dsyevd``'s back-transformation skipped:
+``symrmt.montecarlo.values.Basis._factor``).
+
 Timing is CPU time of this process (``time.process_time``) by default, which
 is robust to other jobs on a shared machine when BLAS runs one thread (set
 ``OPENBLAS_NUM_THREADS=1``; with several BLAS threads use ``--clock wall``).
@@ -29,6 +36,7 @@ Peak memory: the largest traced allocation peak of one Monte Carlo call
 set.
 
     OPENBLAS_NUM_THREADS=1 python -u benchmarks/montecarlo.py [--sizes 400 1000] [--trials 8] [--rounds 2]
+        [--cases vals vecs form risk] [--sampling gram direct]
 
 (about 1.5 min on an idle core with the defaults; each row's per-draw median is
 over ``rounds × (trials − 1)`` paired draws.)
@@ -107,6 +115,20 @@ def peak_bytes(expr, sampling, bindings):
         tracemalloc.stop()
 
 
+def eigen_path(expr, sampling, bindings):
+    """How the plan decomposes the random core (see the module docstring)."""
+    from symrmt.montecarlo.bindings import bind
+    from symrmt.montecarlo.estimand import parse
+    from symrmt.montecarlo.program import Program
+    est = parse(expr)
+    prog = Program(est.observables, bind(est.expr, bindings), sampling=sampling)
+    plan = prog.make_plan(np.random.SeedSequence(0))
+    prog.drop_planning_draw()
+    if getattr(plan, "thin_vectors", None):
+        return "factored"
+    return "dsyevd" if plan.need_vectors else "eigvalsh"
+
+
 def problem(D, grid):
     n, d = sr.dims("n d")
     lam = sr.scalar("lam")
@@ -135,7 +157,7 @@ def run_size(D, args, clock):
     s = cases["vals"][1]["Sigma"]
     Z = rng.standard_normal((2 * D, D)) * np.sqrt(s)
     A = Z.T @ Z / (2 * D)
-    keys = [(k, smp) for k in cases for smp in args.sampling]
+    keys = [(k, smp) for k in cases if k in args.cases for smp in args.sampling]
     for k, smp in keys:  # warm-up: imports, caches, first compilation
         monte_carlo(cases[k][0], trials=2, seed=1, progress=False, sampling=smp, **cases[k][1])
     eig, evd = eigh_rates(A, args.repeats, clock)
@@ -150,7 +172,7 @@ def run_size(D, args, clock):
     print("  per draw: median draw time against the median of the bare eigh timed right after each draw;")
     print("  run: whole monte_carlo calls (compilation, planning draw, all draws) against as many bare eigh")
     print(f"  {'expression':38s} {'sampling':8s} {'eigh ms':>8s} {'draw ms':>8s} {'ratio':>6s} {'run /s':>7s} "
-          f"{'ratio':>6s} {'target':>6s} {'peak MiB':>8s}")
+          f"{'ratio':>6s} {'target':>6s} {'peak MiB':>8s}  path")
     out = {}
     for key in keys:
         run = np.array([r[0] for r in runs[key]])
@@ -163,7 +185,7 @@ def run_size(D, args, clock):
         peak = peak_bytes(cases[key[0]][0], key[1], cases[key[0]][1]) / 2**20
         out[key] = (e_ms / d_ms, run_ratio)
         print(f"  {NAMES[key[0]]:38s} {key[1]:8s} {e_ms:8.2f} {d_ms:8.2f} {e_ms / d_ms:6.2f} {rate:7.2f} "
-              f"{run_ratio:6.2f} {TARGETS[key[0]]:6.1f} {peak:8.1f}")
+              f"{run_ratio:6.2f} {TARGETS[key[0]]:6.1f} {peak:8.1f}  {eigen_path(cases[key[0]][0], key[1], cases[key[0]][1])}")
     return out
 
 
@@ -175,6 +197,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--sampling", nargs="+", default=["gram", "direct"], choices=["gram", "direct"])
+    ap.add_argument("--cases", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = ap.parse_args(argv)
     clock = _clock(args.clock)

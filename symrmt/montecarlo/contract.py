@@ -47,7 +47,68 @@ def _elements(factors, cyclic):
             merged.append(e)
     if cyclic and len(merged) >= 2 and merged[0][0] == "f" and merged[-1][0] == "f":
         merged = [("f", merged[0][1] * merged[-1][1])] + merged[1:-1]
-    return [(k, x.vectors if k == "V" else x.vectors.T if k == "W" else x) for k, x in merged]
+    return [(k, _vectors(x, k == "W") if k in ("V", "W") else x) for k, x in merged]
+
+
+class _Factored:
+    """``V`` (``Vᵀ`` if ``t``) of a basis whose eigenvectors are kept
+    factored (``values.Basis._factor``), or of a planning draw's basis (which
+    records how it is used): a product ``L·V`` with a thin ``L`` goes through
+    :meth:`values.Basis.apply_left`; anything else asks for the matrix
+    (:func:`_resolve`)."""
+
+    __slots__ = ("basis", "t")
+    ndim = 2
+
+    def __init__(self, basis, t):
+        self.basis, self.t = basis, t
+
+    @property
+    def shape(self):
+        return (self.basis.size, self.basis.size)
+
+    @property
+    def T(self):
+        return _Factored(self.basis, not self.t)
+
+    def left(self, L):
+        """``L·self`` for ``L`` ``(r, d)`` or ``(N, r, d)``."""
+        return self.basis.apply_left(L, self.t)
+
+    def array(self):
+        v = self.basis.vectors
+        return v.T if self.t else v
+
+
+def _vectors(basis, t):
+    factored = getattr(basis, "factored", None)    # values.Basis; test doubles carry .vectors only
+    if factored is not None and (basis.on_vectors is not None or factored()):
+        return _Factored(basis, t)
+    v = basis.vectors
+    return v.T if t else v
+
+
+def _resolve(elems):
+    """The elements with every factored eigenbasis as its matrix."""
+    if not any(isinstance(x, _Factored) for _, x in elems):
+        return elems
+    return [(k, x.array() if isinstance(x, _Factored) else x) for k, x in elems]
+
+
+def _mul(L, x):
+    """``L @ x`` (``x`` possibly factored)."""
+    return x.left(L) if isinstance(x, _Factored) else L @ x
+
+
+def _rmul(x, R):
+    """``x @ R`` (``x`` possibly factored): ``(Rᵀ xᵀ)ᵀ``."""
+    if isinstance(x, _Factored):
+        return np.swapaxes(x.T.left(np.swapaxes(R, -1, -2)), -1, -2)
+    return x @ R
+
+
+def _swap(x):
+    return x.T if isinstance(x, _Factored) else np.swapaxes(x, -1, -2)
 
 
 @lru_cache(maxsize=512)
@@ -111,11 +172,13 @@ def _sweep(elems, side):
     order of magnitude slower. From the right, the transposed chain is swept
     and the result transposed back."""
     if side == "right":
-        elems = [(k, x if k == "f" else np.swapaxes(x, -1, -2)) for k, x in reversed(elems)]
+        elems = [(k, x if k == "f" else _swap(x)) for k, x in reversed(elems)]
     L = elems[0][1]
     for kind, x in elems[1:]:
         if kind == "f":
             L = L * (x[:, None, :] if x.ndim == 2 else x)
+        elif isinstance(x, _Factored):
+            L = x.left(L)
         elif x.ndim == 2 and L.ndim == 3:
             N, r, c = L.shape
             L = (L.reshape(N * r, c) @ x).reshape(N, r, x.shape[-1])
@@ -126,6 +189,9 @@ def _sweep(elems, side):
 
 def _same_basis(V, W):
     """``W`` is the transposed view of the eigenvector matrix ``V``."""
+    if isinstance(V, _Factored) or isinstance(W, _Factored):
+        return (isinstance(V, _Factored) and isinstance(W, _Factored) and V.basis is W.basis
+                and not V.t and W.t)
     return (V.ndim == W.ndim == 2 and W.shape == V.shape[::-1] and W.strides == V.strides[::-1]
             and W.__array_interface__["data"][0] == V.__array_interface__["data"][0])
 
@@ -149,16 +215,16 @@ def _sandwich(elems):
     kj, xj = elems[j]
     if i < j and k1 == "V" and kj == "W" and _same_basis(x1, xj):
         r = L.shape[0]
-        both = np.concatenate([L, R.T]) @ x1          # one pass over V: [uᵀV; wᵀV]
+        both = _mul(np.concatenate([L, R.T]), x1)     # one pass over V: [uᵀV; wᵀV]
         L, R = both[:r], both[r:].T
         i, j = i + 1, j - 1
     while i <= j and elems[i][1].ndim == (1 if elems[i][0] == "f" else 2):
         kind, x = elems[i]
-        L = L * x if kind == "f" else L @ x
+        L = L * x if kind == "f" else _mul(L, x)
         i += 1
     while j >= i and elems[j][1].ndim == (1 if elems[j][0] == "f" else 2):
         kind, x = elems[j]
-        R = x[:, None] * R if kind == "f" else x @ R
+        R = x[:, None] * R if kind == "f" else _rmul(x, R)
         j -= 1
     middle = elems[i:j + 1]
     if not middle:
@@ -201,17 +267,18 @@ def trace(factors):
     elems = _elements(factors, cyclic=True)
     if len(elems) == 1 and elems[0][0] == "f":
         return elems[0][1].sum(axis=-1)
+    side = _thin_side(elems)
+    if side is not None and len(elems) > 2:   # thin ends: never the fVfW chain of _diag_pair
+        out = _sandwich(elems)
+        if out is None:
+            out = _sweep(elems, side)
+        return np.trace(out, axis1=-2, axis2=-1)
+    elems = _resolve(elems)
     out = _diag_pair(elems)
     if out is not None:
         return out
     if len(elems) == 1:
         return np.trace(elems[0][1], axis1=-2, axis2=-1)
-    side = _thin_side(elems)
-    if side is not None and len(elems) > 2:
-        out = _sandwich(elems)
-        if out is None:
-            out = _sweep(elems, side)
-        return np.trace(out, axis1=-2, axis2=-1)
     return _einsum(elems, cyclic=True)
 
 
@@ -232,4 +299,4 @@ def product(factors):
     if side is not None and len(elems) > 2:
         out = _sandwich(elems)
         return _sweep(elems, side) if out is None else out
-    return _einsum(elems, cyclic=False)
+    return _einsum(_resolve(elems), cyclic=False)

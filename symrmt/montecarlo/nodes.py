@@ -219,15 +219,19 @@ class MSpectral(Node):
         if V.as_diag(v) is not None or V.batched(v):
             return v
         want = self.key in ctx.plan.need_vectors
+        thin = self.key in ctx.plan.thin_vectors      # eigenvectors kept factored (plan.py)
         size = v.shape[0]
         gram = _gram(v)
         if gram is not None:
-            basis = V.Basis(self.key, size, gram=gram, want_vectors=want, on_vectors=ctx.record)
+            basis = V.Basis(self.key, size, gram=gram, want_vectors=want, on_vectors=ctx.record, thin=thin)
         else:
             a = V.materialize(v)
             if not V.is_symmetric(a):
                 return v
-            basis = V.Basis(self.key, size, matrix=(a + a.T) / 2, want_vectors=want, on_vectors=ctx.record)
+            basis = V.Basis(self.key, size, matrix=(a + a.T) / 2, want_vectors=want, on_vectors=ctx.record,
+                            thin=thin)
+        if ctx.plan.standin:
+            basis.stand_in()
         return V.diag(basis.values, basis)
 
 

@@ -5,6 +5,11 @@
   get ``eigvalsh`` only — about 2.5× cheaper than ``eigh``. Deciding once,
   before the run, keeps every trial on the same code path, so results do not
   depend on how trials are chunked.
+* ``thin_vectors``: the cores among those whose eigenvectors are only
+  applied to thin blocks from the left (``uᵀV``, ``(f∘a)ᵀVᵀ`` for the grid
+  points of a risk), ``d ≥ values.FACTOR_MIN`` rows in all per draw at most
+  ``d/2``: their eigenvectors stay factored (``values.Basis._factor``), which
+  saves the back-transformation of ``dsyevd`` (a third of its cost).
 * ``block``: how many grid points to evaluate at once, so that dense
   batched fallbacks (``N`` matrices for an ``N``-point grid) stay within
   ``BLOCK_BYTES``.
@@ -14,7 +19,9 @@ base object, sampled by the same code), so it is kept and trial 0 evaluates
 on it instead of sampling again; so are the eigendecompositions of trial 0's
 spectral cores that the planning draw computed exactly as the run would
 (``eigh`` of the same matrix, for a core the plan gives eigenvectors:
-``Basis.by_eigh``). Everything else (eigenvalues-only bases, values on the
+``Basis.by_eigh``; for a ``thin_vectors`` core the same factored
+decomposition, known to be wanted before the planning draw decomposes
+anything: ``_classify``). Everything else (eigenvalues-only bases, values on the
 grid) is recomputed under the plan. Trial 0 is therefore bit for bit what it
 was without the reuse (tests/test_mc_reuse.py), at one sampling and one
 eigendecomposition less per run.
@@ -23,7 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import nodes as N
+from . import values as V
 from .values import Basis, Dense, Diag, Mat
 
 #: Memory (bytes) that batched values of one block may hold; larger grids
@@ -35,6 +45,8 @@ BLOCK_BYTES = 256 * 2**20
 class Plan:
     need_vectors: frozenset = frozenset()  # keys of the cores whose eigenvectors are used
     block: int | None = None  # grid points evaluated at once (None: all)
+    thin_vectors: frozenset = frozenset()  # of those, the cores whose eigenvectors stay factored
+    standin: bool = False     # bases stand in (eigenvalues 1, eigenvectors I): the classifying pass
 
     def blocks(self, size):
         step = size if not self.block else self.block
@@ -46,11 +58,12 @@ def make_plan(program, seed_seq):
     the memory that batched values take per grid point. Caches are cleared
     before and after, so that the run computes everything under the plan
     exactly as a fresh worker process does."""
-    need = set()
+    uses = _Uses()
     probe = Plan(frozenset(), block=1)
     program.reset()
-    draws = program.draw(probe, seed_seq, 0, record=need.add)
-    ctx = N.Context(program, draws, probe, record=need.add)
+    draws = program.draw(probe, seed_seq, 0, record=uses)
+    probe = Plan(frozenset(), block=1, thin_vectors=_classify(program, draws))
+    ctx = N.Context(program, draws, probe, record=uses)
     ctx.block = (0, 1)
     for node in program.observables:
         node(ctx)
@@ -60,9 +73,33 @@ def make_plan(program, seed_seq):
     block = None
     if per_point * program.bound.size > BLOCK_BYTES:
         block = max(1, int(BLOCK_BYTES // per_point))
-    plan = Plan(frozenset(need), block)
+    plan = Plan(frozenset(uses.full | set(uses.thin)), block, uses.thin_only(program.bound.size))
     program.keep_planning_draw(plan, seed_seq, draws, _reusable_bases(program, ctx.memo, plan))
     return plan
+
+
+def _classify(program, draws):
+    """The cores whose eigenvectors only meet thin blocks (``Plan.thin_vectors``),
+    learnt before anything is decomposed: grid point 0 of the planning draw
+    evaluated with every eigendecomposition replaced by a stand-in
+    (eigenvalues 1, eigenvectors ``I``: ``Basis.stand_in``) — which products
+    ask for eigenvectors, and how, depends on the expression and the shapes,
+    not on the numbers. The planning draw then decomposes those cores as the
+    run does (factored), so that trial 0 reuses them as it reuses the others.
+    Empty (every core decomposed by ``dsyevd`` in the planning draw, as
+    before) should the stand-in evaluation fail."""
+    uses = _Uses()
+    ctx = N.Context(program, draws, Plan(frozenset(), block=1, standin=True), record=uses)
+    ctx.block = (0, 1)
+    try:
+        with np.errstate(all="ignore"):
+            for node in program.observables:
+                node(ctx)
+    except Exception:  # noqa: BLE001 - a stand-in value the expression rejects: no prior knowledge
+        return frozenset()
+    finally:
+        program.reset()
+    return uses.thin_only(program.bound.size)
 
 
 def _reusable_bases(program, memo, plan):
@@ -80,11 +117,44 @@ def _reusable_bases(program, memo, plan):
         if c.ndim or len(fs) != 1 or not isinstance(fs[0], Diag):
             continue
         basis = fs[0].basis
-        if (isinstance(basis, Basis) and basis.by_eigh and basis._vectors is not None
-                and basis.key in plan.need_vectors):
+        if not (isinstance(basis, Basis) and basis.by_eigh and basis.key in plan.need_vectors):
+            continue
+        if basis.key in plan.thin_vectors:
+            ok = basis._Z is not None and basis._vectors is None        # factored, as the run does
+        else:
+            ok = basis._Z is None and basis._vectors is not None        # dsyevd, as the run does
+        if ok:
             basis.on_vectors, basis.want_vectors = None, True   # as the run builds it
+            basis.thin, basis._applied = basis.key in plan.thin_vectors, 0
             out[key] = v
     return out
+
+
+class _Uses:
+    """The planning draw's eigenvector requests: ``uses(key)`` for the whole
+    matrix, ``uses(key, (rows, batched, d))`` for a product ``L·V`` with
+    ``rows`` rows of ``L`` per grid point (``Basis.apply_left``)."""
+
+    def __init__(self):
+        self.full, self.thin = set(), {}
+
+    def __call__(self, key, use=None):
+        if use is None:
+            self.full.add(key)
+        else:
+            self.thin.setdefault(key, []).append(use)
+
+    def thin_only(self, points):
+        """Cores used only through thin products, of size at least
+        ``values.FACTOR_MIN``, with at most ``d/2`` rows applied per draw
+        (``points`` grid points)."""
+        out = set()
+        for key, us in self.thin.items():
+            d = us[0][2]
+            rows = sum(r * (points if batched else 1) for r, batched, _ in us)
+            if key not in self.full and d >= V.FACTOR_MIN and rows <= d // 2:
+                out.add(key)
+        return frozenset(out)
 
 
 def _batched_bytes(m):

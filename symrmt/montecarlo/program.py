@@ -158,15 +158,7 @@ class Program:
                 f"inside a function of variances and covariances), not inside a per-draw quantity: {e}")
         if hasattr(e, "mc_node"):       # primitives that evaluate themselves (objects/roots.py)
             return e.mc_node(self)
-        leaves, repl = [], {}
-        for sub in _outer(e):
-            if sub not in repl:
-                repl[sub] = sp.Dummy(f"f{len(repl)}")
-                leaves.append(sub)
-        body = e.xreplace(repl)
-        syms = sorted(body.free_symbols - set(repl.values()), key=lambda s: s.name)
-        args = list(repl.values()) + syms
-        fn = sp.lambdify(args, body, modules="numpy")
+        fn, leaves, syms = _lambdified(e)
         children = [self.scalar(x) for x in leaves] + [self.scalar(s) for s in syms]
         node = N.SFunc(fn, children, e)
         node.random = any(c.random for c in children)
@@ -358,6 +350,25 @@ class Program:
 
     def make_plan(self, seed_seq):
         return make_plan(self, seed_seq)
+
+
+@lru_cache(maxsize=1024)
+def _lambdified(e):
+    """``(fn, leaves, symbols)``: the scalar expression ``e`` as a NumPy
+    function of its outermost matrix sub-expressions (``leaves``, each
+    evaluated by its own node) and its scalar symbols. Kept per process (a
+    pure function of ``e``; ``lambdify`` prints and compiles source, about a
+    third of compiling a ridge risk), so that later runs of the same
+    expression skip it."""
+    leaves, repl = [], {}
+    for sub in _outer(e):
+        if sub not in repl:
+            repl[sub] = sp.Dummy(f"f{len(repl)}")
+            leaves.append(sub)
+    body = e.xreplace(repl)
+    syms = sorted(body.free_symbols - set(repl.values()), key=lambda s: s.name)
+    fn = sp.lambdify(list(repl.values()) + syms, body, modules="numpy")
+    return fn, tuple(leaves), tuple(syms)
 
 
 @lru_cache(maxsize=4096)

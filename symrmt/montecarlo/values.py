@@ -20,7 +20,10 @@ expression is still evaluated exactly.
 
 A ``Basis`` computes its eigenpairs on first use; whether eigenvectors are
 needed is learnt once per run by a planning draw (see ``plan.Plan``), so
-pure spectral expressions use ``eigvalsh`` only.
+pure spectral expressions use ``eigvalsh`` only, and a core whose
+eigenvectors only meet thin blocks (``uᵀ(Σ̂+λ)⁻¹w``, the ridge estimator
+``ŵ(λ)`` on a grid) keeps them factored (``Basis._factor``: ``dsyevd``
+without its back-transformation).
 """
 from __future__ import annotations
 
@@ -139,6 +142,34 @@ def _eigh_lower(a, values_only=False):
     return e, V
 
 
+#: eigenvectors kept factored (:meth:`Basis._factor`) for cores that the plan
+#: applies to thin blocks only (``plan.Plan.thin_vectors``), from this size on:
+#: below it the LAPACK calls' fixed costs outweigh the saved back-transformation
+#: (measured: even at d = 128, ahead from d = 256)
+FACTOR_MIN = 128
+
+
+def _lapack():
+    from scipy.linalg import lapack
+    return lapack
+
+
+_SYTRD_LWORK = {}
+
+
+def _sytrd_lwork(n):
+    if n not in _SYTRD_LWORK:
+        _SYTRD_LWORK[n] = max(1, int(_lapack().dsytrd_lwork(n, lower=0)[0]))
+    return _SYTRD_LWORK[n]
+
+
+#: ``dsyevd`` scales a matrix whose largest entry lies outside
+#: ``[RMIN, RMAX]`` before reducing it; the factored path leaves such
+#: (extreme) matrices to ``dsyevd`` itself
+_SMLNUM = np.finfo(float).tiny / np.finfo(float).eps
+_RMIN, _RMAX = np.sqrt(_SMLNUM), np.sqrt(1.0 / _SMLNUM)
+
+
 class Basis:
     """Eigenbasis of one symmetric matrix, computed on first use.
 
@@ -146,18 +177,25 @@ class Basis:
     (eigenvalues then come from the smaller of ``YᵀY`` and ``YYᵀ``, padded
     with exact zeros). ``want_vectors``: compute eigenvectors together with
     the eigenvalues (``eigh``) rather than eigenvalues only (``eigvalsh``).
-    ``on_vectors``: called with ``key`` when eigenvectors are requested
-    (the planning draw records it).
+    ``on_vectors``: called with ``key`` when eigenvectors are requested, and
+    with ``(key, (rows, batched, size))`` when they are only applied to a thin
+    block from the left (:meth:`apply_left`; the planning draw records both).
+    ``thin``: the plan applies the eigenvectors to thin blocks only — the
+    decomposition then keeps them factored (:meth:`_factor`) and forms
+    ``V`` only if something asks for the whole matrix.
     """
 
     __slots__ = ("key", "size", "_matrix", "_gram", "_values", "_vectors", "want_vectors", "on_vectors",
-                 "by_eigh")
+                 "by_eigh", "thin", "_Z", "_refl", "_tau", "_applied")
 
-    def __init__(self, key, size, matrix=None, gram=None, want_vectors=False, on_vectors=None):
+    def __init__(self, key, size, matrix=None, gram=None, want_vectors=False, on_vectors=None, thin=False):
         self.key, self.size = key, size
         self._matrix, self._gram = matrix, gram
         self._values = self._vectors = None
         self.want_vectors, self.on_vectors = want_vectors, on_vectors
+        self.thin = thin
+        self._Z = self._refl = self._tau = None
+        self._applied = 0      # rows applied through the factors so far (this draw)
         #: eigenvalues and eigenvectors from one ``eigh`` of the full matrix,
         #: exactly what a basis with ``want_vectors`` computes (the planning
         #: draw's bases that satisfy this are reused by trial 0: ``plan.py``)
@@ -186,9 +224,134 @@ class Basis:
         return self._matrix
 
     def _eigh(self):
-        self._values, self._vectors = _eigh_lower(self._full())
+        a = self._full()
+        if not (self.thin and self._factor(a)):
+            self._values, self._vectors = _eigh_lower(a)
         self._matrix = None  # overwritten by the solver
         self.by_eigh = True
+
+    def _factor(self, a):
+        """Eigenpairs of the symmetric matrix whose lower triangle (C order)
+        is ``a``, with the eigenvectors kept factored: ``V = diag(Q, 1)·Z``.
+
+        ``dsyevd`` is exactly three steps: the tridiagonal reduction
+        ``A = Q T Qᵀ`` (``dsytrd``; ``Q`` a product of ``n − 1`` Householder
+        reflectors), ``T = Z diag(e) Zᵀ`` (``dstedc``, divide and conquer, as
+        in ``dstevd``) and the back-transformation ``V = Q Z`` (``dormtr``,
+        a third of the cost at ``d = 400``). The first two are called here as
+        ``dsyevd`` calls them (same triangle: the eigenvalues are bit for bit
+        those of ``dsyevd``); the third is skipped: the products
+        ``L V = (L Q) Z`` and ``L Vᵀ = (L Zᵀ) Qᵀ`` with a thin ``L`` (``r ≤
+        d/2`` rows) apply the reflectors to ``L`` (``dormqr``, ``O(r d²)``)
+        instead of forming ``V`` (``O(d³)``): the same products, associated
+        differently (rounding only). ``dsytrd`` on the upper triangle (``aᵀ`` in Fortran
+        order) writes ``Q = H(n−1)⋯H(1)`` in QL form acting on the first
+        ``n − 1`` coordinates; with ``P`` the reversal of those coordinates,
+        ``P Q P = H'(1)⋯H'(n−1)`` is in QR form (reflectors
+        ``P v``: the stored block reversed in rows and columns, ``τ``
+        reversed), so ``Q C = P·dormqr(P C)`` (SciPy's LAPACK wrappers
+        have no ``dormtr``/``dormql``; calling ``dormtr`` in place through
+        ``scipy.linalg.cython_lapack`` measured no faster). Returns ``False`` (nothing
+        done) for what ``dsyevd`` treats specially: a non-real or small
+        matrix, one that it would scale first (largest entry outside
+        ``[√(safmin/ε), 1/√(safmin/ε)]``, or not finite), or another backend."""
+        n = a.shape[0]
+        if n < FACTOR_MIN or a.dtype != np.float64 or _BACKEND.get() != "numpy":
+            return False
+        big = np.max(np.abs(np.diagonal(a))) if self._gram is not None else np.max(np.abs(a))  # PSD: the diagonal
+        if not (_RMIN <= big <= _RMAX):
+            return False
+        lapack = _lapack()
+        c, d, e, tau, info = lapack.dsytrd(a.T, lower=0, lwork=_sytrd_lwork(n), overwrite_a=1)
+        if info != 0:  # pragma: no cover - only on bad arguments
+            raise np.linalg.LinAlgError(f"LAPACK dsytrd failed (info={info})")
+        w, Z, info = lapack.dstevd(d, e, compute_v=1, overwrite_d=1, overwrite_e=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"LAPACK dstevd: the algorithm failed to converge (info={info})")
+        self._values, self._Z = w, Z
+        self._refl = np.asfortranarray(c[:n - 1, 1:][::-1, ::-1])
+        self._tau = np.ascontiguousarray(tau[::-1])
+        self._applied = 0
+        return True
+
+    def _q(self, C, trans):
+        """``diag(Q, 1)·C`` (``trans="N"``) or ``diag(Qᵀ, 1)·C`` (``"T"``)
+        for ``C`` ``n×r`` (overwritten)."""
+        k = self.size - 1
+        C[:k] = self._apply_q(C[:k], trans)
+        return C
+
+    def _apply_q(self, C, trans):
+        """``Q C`` (``trans="N"``) or ``Qᵀ C`` (``"T"``) for real ``C`` with
+        ``n − 1`` rows (see :meth:`_factor`: ``Q = P Q' P``)."""
+        r = C.shape[1]
+        # a few columns: the unblocked dorm2r (the minimal workspace); more: blocked
+        # (measured at d = 400: 0.05 vs 0.2 ms for one column, 1.0 vs 2.5 ms for 100)
+        lwork = max(r, 1) if r <= 8 else 32 * r + 4160
+        out, _, info = _lapack().dormqr("L", trans, self._refl, self._tau, np.asfortranarray(C[::-1]),
+                                        lwork=lwork, overwrite_c=1)
+        if info != 0:  # pragma: no cover - only on bad arguments
+            raise RuntimeError(f"LAPACK dormqr failed (info={info})")
+        return out[::-1]
+
+    def _form(self):
+        """``V = diag(Q, 1)·Z`` from the factors (``O(d³)``, what ``dsyevd``
+        would have done)."""
+        return self._q(np.array(self._Z, order="F"), "N")
+
+    def stand_in(self):
+        """Eigenvalues 1 and eigenvectors ``I`` instead of the decomposition
+        (``plan._classify``: which products ask for eigenvectors, before
+        anything is decomposed)."""
+        self._values, self._vectors = np.ones(self.size), np.eye(self.size)
+        self.thin, self._applied = False, -1    # -1: apply_left returns L itself (L·I)
+
+    def factored(self):
+        """Whether the eigenvectors are (for now) only available factored;
+        decomposes on first call for a ``thin`` basis (keeping eigenvalues
+        already handed out)."""
+        if not self.thin or self._vectors is not None:
+            return False
+        if self._Z is None:
+            if self._values is None:
+                self.values  # noqa: B018 - decomposes
+            else:
+                values = self._values
+                self._eigh()
+                self._values, self.by_eigh = values, False
+        return self._Z is not None and self._vectors is None
+
+    def apply_left(self, L, transposed=False):
+        """``L V`` (``L Vᵀ`` if ``transposed``) for ``L`` of shape ``(r, d)``
+        or batched ``(N, r, d)``: through the factors (:meth:`_factor`) while
+        ``V`` is not formed and the rows applied this draw stay below ``d/2``
+        (beyond that forming ``V`` once is cheaper), else by a matrix product
+        with ``V``. The same product, associated differently (rounding only).
+        In a planning draw the use is recorded as ``(rows, batched, d)``."""
+        if self.on_vectors is not None:
+            self.on_vectors(self.key, (L.shape[-2], L.ndim == 3, self.size))
+        if self._applied < 0:                      # a stand-in (stand_in): V = I
+            return L
+        rows = int(np.prod(L.shape[:-1]))
+        flat = L.reshape(rows, L.shape[-1])        # the grid's rows stacked: one BLAS-3 product
+        if self.factored() and self._applied + rows <= self.size // 2:
+            self._applied += rows
+            if np.iscomplexobj(flat):
+                out = self._left(flat.real, transposed) + 1j * self._left(flat.imag, transposed)
+            else:
+                out = self._left(flat, transposed)
+        else:
+            V = self._vectors_now()
+            out = flat @ (V.T if transposed else V)
+        return out.reshape(L.shape)
+
+    def _left(self, L, transposed):
+        if not transposed:                   # L V = (diag(Qᵀ, 1) Lᵀ)ᵀ Z
+            B = self._q(np.array(L.T, order="F"), "T")
+            return B.T @ self._Z
+        G = L @ self._Z.T                    # L Vᵀ = L Zᵀ diag(Qᵀ, 1) = (diag(Q, 1) (L Zᵀ)ᵀ)ᵀ
+        self._q(G.T, "N")                    # Gᵀ: a view, overwritten
+        return G
 
     @property
     def values(self):
@@ -216,12 +379,18 @@ class Basis:
     def vectors(self):
         if self.on_vectors is not None:  # recorded at every request (planning draw)
             self.on_vectors(self.key)
+        return self._vectors_now()
+
+    def _vectors_now(self):
         if self._vectors is None:
-            values = self._values
-            self._eigh()
-            if values is not None:  # keep the eigenvalues already handed out
-                self._values = values
-                self.by_eigh = False
+            if self._Z is None:
+                values = self._values
+                self._eigh()
+                if values is not None:  # keep the eigenvalues already handed out
+                    self._values = values
+                    self.by_eigh = False
+            if self._vectors is None:        # decomposed factored: form V once
+                self._vectors = self._form()
         return self._vectors
 
 
