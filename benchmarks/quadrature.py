@@ -1,7 +1,18 @@
 """Quadrature paths: time, accuracy and peak memory, each as a ratio to a
 baseline run in the same process (issue 17 items 1 and 6; issue 13 memory).
 
-    python benchmarks/quadrature.py [--quick] [--before] [--sizes 400,1600]
+    python benchmarks/quadrature.py [--quick] [--before] [--sizes 400,1600] [--only-sharp | --skip-sharp]
+
+First the diffusion recipe's sharp σ² grid (:func:`sharp_grid`): the sampling
+map's per-mode variance and split disagreement, mean known and estimated, on
+the trajectory grid σ² = 14.7 … 1e-3 at σ_T² = 100, d = 40 (the case where the
+Gauss–Kronrod pairs had regressed to 3.6 s CPU): CPU seconds of the first and
+the best cold solve, against the 100×100 fixed rule, the reported and the true
+error (reference: the 200×200 rule, or for the estimated mean the engine's
+integrand on a fixed tanh-sinh tensor grid), and — at the recipe's tolerance
+1e-6 — the same solve in the same process on the path before the fix
+(``before``: :class:`NoRuns`), the Gauss–Legendre doubling rule and the
+pre-issue-17 tanh-sinh path.
 
 Sampling map of the variance-exploding probability-flow ODE,
 ``x* = (Σ̂+σ²)^{1/2}(Σ̂+σ_T²)^{−1/2} x_T`` (mean known), at ``n = 2d``,
@@ -34,6 +45,7 @@ solve. Set ``OPENBLAS_NUM_THREADS=1`` on a shared machine (threaded
 BLAS on a loaded machine is ~15× slower for these small products).
 """
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -181,6 +193,24 @@ class Before:
         quadrature.FINITE_RULES, kernels._TensorSum.__call__, quadrature._group_key = self.saved
 
 
+class NoRuns:
+    """The Gauss–Kronrod path before the fix of its regression on the diffusion
+    recipe's sharp σ² grid (3.6 s at d = 40): an inner integral's spectral sums
+    at several grid points at once (each outer point's nodes at its own κ)
+    summed directly instead of one product per run of outer points, its
+    distinct κ nodes found by one sort of all ``points × nodes`` values, and
+    every grid point run to the level the sharpest one needs."""
+
+    def __enter__(self):
+        self.saved = kernels._row_runs, quadrature._row_runs, quadrature.STOP_PER_POINT
+        kernels._row_runs = lambda *a: None
+        quadrature._row_runs = lambda *a: None
+        quadrature.STOP_PER_POINT = False
+
+    def __exit__(self, *exc):
+        kernels._row_runs, quadrature._row_runs, quadrature.STOP_PER_POINT = self.saved
+
+
 def _relerr(res, val):
     return float(np.max(res["quad_error"])) / abs(val) if "quad_error" in res else float("nan")
 
@@ -218,7 +248,7 @@ def sampling_map(sizes, repeat, before, scales=(1e-6, 1e3)):
                       f"{abs(base - ref) / abs(ref):8.1e} {p_eng / 2**20:6.1f}MB {p_fix / 2**20:8.1f}MB",
                       flush=True)
                 if before and D == sizes[0] and scale == 1.0:
-                    for tag, ctx in (("gauss", Gauss), ("pre-17", Before)):
+                    for tag, ctx in (("before", NoRuns), ("gauss", Gauss), ("pre-17", Before)):
                         with ctx():
                             old, t_old = timed(lambda: cold(f, bb), 1)
                             p_old = peak(lambda: cold(f, bb))
@@ -226,6 +256,114 @@ def sampling_map(sizes, repeat, before, scales=(1e-6, 1e3)):
                         print(f"  {tag:6s}{D:3d} {t_old * 1e3:7.1f}ms {'':8s} {'':9s} {t_old / t_fix:6.2f} "
                               f"{_relerr(old, ov):8.1e} {abs(ov - ref) / abs(ref):8.1e} {'':8s} "
                               f"{p_old / 2**20:6.1f}MB  (this rule {t_old / t_eng:.1f}× faster)", flush=True)
+
+
+# ------------------------------------------------------------------ the diffusion recipe's sharp σ² grid
+#: the trajectory grid of ``derivations/diffusion_consistency.py --quick`` (6 points from σ_T² = 100 down to 1e-3)
+SHARP_SIGMA2 = np.geomspace(100.0, 1e-3, 7)[1:]
+
+
+class RecipeMap:
+    """The diffusion recipe's sampling map ``x* = μ̂ + (Σ̂+σ²)^{1/2}(Σ̂+σ_T²)^{−1/2}(x_T − μ̂)``
+    with the data mean μ known (Σ̂ about μ, normalised by n) or estimated
+    (``sr.sample_mean``, ``ddof=1``): the per-mode variance across training sets
+    (``map_var``) and the disagreement of two halves (``map_split``), written as
+    in ``derivations/diffusion_consistency.py`` (kept here so that the benchmark
+    does not depend on the recipe's module)."""
+
+    def __init__(self):
+        self.n, self.d = sr.dims("n d")
+        self.s2, self.sT2 = sr.scalar("sigma2"), sr.scalar("sigmaT2")
+        self.Sigma = sr.Covariance("Sigma", self.d)
+        self.mu, self.v, self.x = sr.Vector("mu", self.d), sr.Vector("v", self.d), sr.Vector("x", self.d)
+
+    def learned(self, X, case):
+        if case == "known":
+            return sr.sample_covariance(X, ddof=0), self.mu
+        return sr.sample_covariance(X, ddof=1), sr.sample_mean(X)
+
+    def map(self, Sh, muh):
+        I = sr.I(self.d)
+        return muh + sr.sqrt(Sh + self.s2 * I) * sr.power(Sh + self.sT2 * I, -sp.Rational(1, 2)) * (self.x - muh)
+
+    def expression(self, what, case):
+        data = lambda name, rows: sr.GaussianData(name, rows, self.Sigma, mean=self.mu)
+        if what == "map_var":
+            return sr.var(self.v.T * self.map(*self.learned(data("X", self.n), case)))
+        a = self.map(*self.learned(data("X1", self.n / 2), case))
+        b = self.map(*self.learned(data("X2", self.n / 2), case))
+        return (a - b).T * (a - b) / 2
+
+
+def recipe_setting(D, seed=0):
+    """The recipe's inputs at size ``D`` (``Setting(D, alpha=1, seed)``, same draws):
+    ``s_i = 1/i``, ``μ``, ``x_T = μ + √(s + σ_T²)·z``, ``v = e_{D//10}``."""
+    rng = np.random.default_rng(seed)
+    s = 1.0 / np.arange(1, D + 1)
+    mu = rng.standard_normal(D) / np.sqrt(D)
+    rng.standard_normal(D)                       # the recipe's typical input (unused here)
+    xT = mu + np.sqrt(s + 100.0) * rng.standard_normal(D)
+    return s, mu, xT, np.eye(D)[max(1, D // 10)]
+
+
+def sharp_grid(repeat, D=40, before=True, rtols=(1e-6, None)):
+    """Time and accuracy on the recipe's trajectory grid (σ² from 14.7 down to 1e-3, σ_T² = 100) at
+    ``d = 40``, ``n = 80`` (``map_var`` at ``n/2``, as the recipe tabulates it): CPU seconds
+    (``time.process_time``, best of ``repeat`` cold solves, and the first solve of the compiled
+    function: lambdify, nodes), the reported relative error, the true one against a reference —
+    the hand-written 200-point (200×200) rule for the known mean, the engine's integrand on a fixed
+    tanh-sinh tensor grid (``derivations/_common.py::integrate_equivalent``, h = 1/16) for the
+    estimated mean — and the fixed 100×100 rule's time where a hand-written formula exists."""
+    from _common import integrate_equivalent
+    model = RecipeMap()
+    s, mu, xT, v = recipe_setting(D)
+    print(f"sharp σ² grid of the diffusion recipe: d = {D}, n = {2 * D}, σ_T² = 100, "
+          f"σ² = {', '.join(f'{a:.3g}' for a in SHARP_SIGMA2)}; CPU seconds, best of {repeat}")
+    print(f"{'case':20s} {'rtol':>6s} {'first':>7s} {'best':>7s} {'fixed':>7s} {'ratio':>6s} {'err':>8s} {'true':>8s}"
+          f"  before (same process)")
+    for what in ("map_var", "map_split"):
+        for case in ("known", "estimated"):
+            de = sr.deterministic_equivalent(model.expression(what, case))
+            names = {getattr(q, "name", None) for q in sp.preorder_traversal(de.expr)}
+            m = D if what == "map_var" else 2 * D
+            bb = {k: val for k, val in dict(Sigma=s, mu=mu, v=v, x=xT, n=m, sigma2=SHARP_SIGMA2,
+                                            sigmaT2=100.0).items() if k in names}
+            if case == "known":
+                args = lambda N: np.array([fixed("mode" if what == "map_var" else "xT", s, m, v, xT - mu, a, 100.0,
+                                                 N=N) for a in SHARP_SIGMA2])
+                ref = args(200)
+                c0 = time.process_time()
+                for _ in range(repeat):
+                    args(100)
+                t_fix = (time.process_time() - c0) / repeat
+            else:
+                ref, t_fix = integrate_equivalent(de, bb).value, float("nan")
+            for rtol in rtols:
+                f = de.compile()
+                c0 = time.process_time()
+                res = f.solve(bb, options=dict(quad_rtol=rtol))
+                first = time.process_time() - c0
+
+                def best(ctx=None):
+                    ts = []
+                    for _ in range(repeat):
+                        with ctx() if ctx else contextlib.nullcontext():
+                            c0 = time.process_time()
+                            out = cold(f, dict(bb, options=dict(quad_rtol=rtol)))
+                            ts.append(time.process_time() - c0)
+                    return min(ts), out
+                t_new, res = best()
+                val = np.asarray(res.value, dtype=float)
+                err = np.max(np.asarray(res["quad_error"]) / np.abs(val))
+                true = np.max(np.abs(val - ref) / np.abs(ref))
+                olds = []
+                # the routes before, at the recipe's tolerance (QUAD_RTOL = 1e-6; at 1e-10 "before" takes ~30 s)
+                for tag, ctx in (("before", NoRuns), ("gauss", Gauss), ("pre-17", Before)) if before and rtol else ():
+                    t_old, old = best(ctx)
+                    off = np.max(np.abs(np.asarray(old.value, dtype=float) - ref) / np.abs(ref))
+                    olds.append(f"{tag} {t_old:5.2f}s ({t_old / t_new:4.1f}×, true {off:.0e})")
+                print(f"{what + '/' + case:20s} {rtol or 1e-10:6.0e} {first:6.2f}s {t_new:6.2f}s {t_fix:6.3f}s "
+                      f"{t_new / t_fix:6.1f} {err:8.1e} {true:8.1e}  " + "; ".join(olds), flush=True)
 
 
 def measure(name, expr, bind):
@@ -247,8 +385,14 @@ def main(argv=None):
     ap.add_argument("--sizes", default=None, help="comma-separated d for the sampling map (default 400,1600)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-gd", action="store_true")
+    ap.add_argument("--skip-sharp", action="store_true", help="skip the diffusion recipe's sharp σ² grid (d = 40)")
+    ap.add_argument("--only-sharp", action="store_true", help="only the diffusion recipe's sharp σ² grid")
     args = ap.parse_args(argv)
     sizes = [int(v) for v in args.sizes.split(",")] if args.sizes else ([200] if args.quick else [400, 1600])
+    if not args.skip_sharp:
+        sharp_grid(args.repeat, before=args.before or args.only_sharp)
+        if args.only_sharp:
+            return 0
     sampling_map(sizes, args.repeat, args.before)
     m = MapModel()
     mv = sr.var(m.v.T * m.map(sr.GaussianData("X", m.n, m.Sigma)))

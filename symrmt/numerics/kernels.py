@@ -151,7 +151,13 @@ class _TensorSum:
 
         ``Σ_k A_pk w_k B_uk = (A·diag(w)·Bᵀ)_pu``,
 
-    one BLAS product, read at ``u = u(p, j)``. The same terms are summed in
+    one BLAS product, read at ``u = u(p, j)``. Where the outer points come in
+    runs that each see their own node values — an inner integral at several
+    grid points at once: ``κ(θ₂)`` depends on σ², not on ``θ₁`` — ``B`` is
+    evaluated once per run and node, and ``C = A_g diag(w) B_gᵀ`` per run ``g``
+    (:func:`_run_products`; before, these sums were direct, ``O(P·q·d)``
+    elementwise evaluations: 3.6 s instead of 0.35 s on the diffusion
+    recipe's six-point σ² grid at d = 40). The same terms are summed in
     another order (exact up to rounding). Declines (returns ``None``) where it
     would not save work (``P·U > 4·P·q``: ``B`` hardly repeats) or its
     factors would exceed ``_TENSOR_ELEMENTS``; the caller then sums directly.
@@ -205,9 +211,14 @@ class _TensorSum:
             w = weights if w is None else w * weights
         sa, fa, sb, fb, canon = self._split(inner)
         grid_b = [vals[s] for s in sb if _is_grid(vals[s])]
+        runs = None
         if grid_b and all((v.reshape(P, q) == v[:q]).all() for v in grid_b):
             # the usual case: every outer point sees the same node values (one grid point)
             first, inv = np.arange(q), np.tile(np.arange(q), P)
+        elif grid_b and (runs := _row_runs(grid_b, P, q)) is not None:
+            # outer points in a few groups, each seeing its own node values (an inner integral
+            # at several grid points: κ(θ₂) depends on σ², not on θ₁): B per group
+            first = (runs[:, None] * q + np.arange(q)).reshape(-1)
         elif grid_b:
             cols = []
             for v in grid_b:
@@ -219,7 +230,7 @@ class _TensorSum:
         else:
             first, inv = np.zeros(1, dtype=int), np.zeros(N, dtype=int)
         U = len(first)
-        if P * U > 4 * N or max(P, U) * d > _TENSOR_ELEMENTS:
+        if (runs is None and P * U > 4 * N) or max(P, U) * d > _TENSOR_ELEMENTS:
             return None
         a_args = [_col(vals[s][::q]) if _is_grid(vals[s]) else vals[s] for s in sa]
         b_args = [_col(vals[s][first]) if _is_grid(vals[s]) else vals[s] for s in sb]
@@ -228,8 +239,45 @@ class _TensorSum:
         kb = ("B", canon[1], U, spectrum, _digest(b_args))
         A = _cached(ka, lambda: _times(np.broadcast_to(np.asarray(fa(*ents, *a_args)[0]), (P, d)), w))
         B = _cached(kb, lambda: np.ascontiguousarray(np.broadcast_to(np.asarray(fb(*ents, *b_args)[0]), (U, d))))
+        if runs is not None:
+            return _cached(("R", ka, kb, _digest([runs])), lambda: _run_products(A, B, runs, q)).reshape(-1)
         C = _cached(("C", ka, kb), lambda: A @ B.T)
         return C[np.repeat(np.arange(P), q), inv]
+
+
+def _row_runs(grid_b, P, q):
+    """The first rows of the runs of equal rows of the ``(P, q)`` node
+    values (every array of ``grid_b`` read as ``P`` rows of ``q`` nodes):
+    consecutive outer points that see the same node values — the layout of
+    quadrature's extended points, grid point × outer node. ``None`` where
+    runs are short (more than ``P/2`` of them: the factor over the nodes
+    would hardly repeat) or a value is not a real or complex float."""
+    if P < 2 or any(v.dtype.kind not in "fc" for v in grid_b):
+        return None
+    new = np.zeros(P, dtype=bool)
+    new[0] = True
+    for v in grid_b:
+        V = v.reshape(P, q)
+        new[1:] |= (V[1:] != V[:-1]).any(axis=1)     # NaN ≠ NaN: merely a new run
+    first = np.nonzero(new)[0]
+    if 2 * len(first) > P:
+        return None
+    return first
+
+
+def _run_products(A, B, first, q):
+    """``C[p, j] = Σ_k A[p, k] B[g(p)·q + j, k]`` for the runs ``g`` of outer
+    points starting at ``first``: ``A_g B_gᵀ`` per run (one BLAS product
+    each; one batched product when the runs are equally long, the usual
+    layout of a grid of points × outer nodes)."""
+    P, G = len(A), len(first)
+    Bg = B.reshape(G, q, -1)
+    if P % G == 0 and (first == np.arange(G) * (P // G)).all():
+        return np.matmul(A.reshape(G, P // G, -1), Bg.transpose(0, 2, 1)).reshape(P, q)
+    C = np.empty((P, q), dtype=np.result_type(A, B))
+    for g, (lo, hi) in enumerate(zip(first, list(first[1:]) + [P])):
+        C[lo:hi] = A[lo:hi] @ Bg[g].T
+    return C
 
 
 #: factors and products of :class:`_TensorSum`, by what they were computed from

@@ -26,7 +26,12 @@ the next one is *chosen*: from the rate fitted to the estimates so far
 (:meth:`IntegralNode._next_level`), at least the level the integrals nested
 inside needed; an integral evaluated again in the same solve (an inner
 integral, once per outer level or chunk) starts where it converged before.
-Gauss–Kronrod is abandoned for tanh-sinh (for the rest of the solve) when the
+Each grid point stops at the level where its own estimate is within ``rtol``
+(:meth:`IntegralNode._adapt_pairs`): later levels evaluate only the points
+still open, so a grid from smooth to sharp integrands (the diffusion recipe's
+σ² from 14.7 down to 1e-3 at σ_T² = 100) pays each point's level rather than
+the sharpest point's everywhere. The points still open are handed to
+tanh-sinh (and the pairs skipped for the rest of the solve) when the
 fitted rate needs more than the largest level, or when more points stop
 reducing the estimate geometrically (an endpoint singularity). κ is solved
 once per node and group equation in a solve (:meth:`IntegralNode._solve_groups`):
@@ -53,12 +58,16 @@ integrals of a variance) is solved once per evaluation.
 
 Spectral sums in an integrand see the ``(point, node)`` structure
 (``kernels.TENSOR``): ``Σ_k A(s_k; outer) B(s_k; node)`` is one matrix product
-over the nodes (``kernels._TensorSum``). An integral nested in another
+over the nodes (``kernels._TensorSum``), one per run of outer points that see
+the same inner nodes (an inner integral at several grid points at once: κ at
+its nodes depends on the grid point, not on the outer node; the distinct κ
+nodes are likewise found per run, :func:`_distinct`). An integral nested in another
 stops at ``rtol/16``, and its error, times ``|∂f/∂I|`` of the outer integrand
 ``f`` (symbolic) and the outer weights, is added to the outer one's estimate.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 
@@ -155,6 +164,9 @@ GK_LADDER = (12, 16, 24, 32, 48, 64, 96, 128, 192)
 #: Gauss–Kronrod pairs, ``"gauss"``: Gauss–Legendre doubling, the rule before
 #: the pairs, ``"finite"``: tanh-sinh)
 FINITE_RULES = ("gk", "finite")
+#: Gauss–Kronrod levels stop at each point where it has converged (``False``: every
+#: point runs to the level the last one needs, the rule before; kept for comparison)
+STOP_PER_POINT = True
 #: an integral nested in another stops at ``rtol/INNER_TIGHTER`` (the outer one at ``rtol``)
 INNER_TIGHTER = 16
 #: Gauss–Legendre is abandoned once doubling its points reduces the
@@ -206,6 +218,8 @@ def _kronrod_jacobi(N, a0, b0):
 
 
 _GK = {}
+#: double-exponential and periodic levels, converted for a backend: ``(rule, level, digits, backend, dps)``
+_NODES = {}
 
 
 def gauss_kronrod_nodes(N):
@@ -222,8 +236,10 @@ def gauss_kronrod_nodes(N):
         # monic Legendre on [−1, 1]: a_k = 0, b_0 = ∫1 = 2, b_k = k²/(4k² − 1)
         b0 = np.where(k == 0, 2.0, k * k / np.maximum(4 * k * k - 1, 1))
         a, b = _kronrod_jacobi(N, np.zeros(M + 1), b0)
-        off = np.sqrt(b[1:])
-        x, V = np.linalg.eigh(np.diag(a) + np.diag(off, 1) + np.diag(off, -1))
+        # the symmetric tridiagonal Jacobi–Kronrod matrix: LAPACK's tridiagonal solver (a dense
+        # eigh of the (2N+1)² matrix took 0.1–0.5 s at N = 192 under threaded BLAS on a loaded machine)
+        from scipy.linalg import eigh_tridiagonal
+        x, V = eigh_tridiagonal(a, np.sqrt(b[1:]))
         x = (x - x[::-1]) / 2                       # exactly symmetric
         wk = b[0] * V[0] ** 2
         wk = (wk + wk[::-1]) / 2
@@ -322,15 +338,40 @@ def _group_key(s, ext, bound, N):
     return canon + (tuple(vals),), z
 
 
+def _subset(env, idx):
+    """``env`` at the points ``idx`` (grid arrays are 1-D). The points of a
+    subset no longer form the ``(points, nodes)`` tensor of an enclosing
+    integral's chunk: its mark (``kernels.TENSOR``) is dropped."""
+    return {k: (v[idx] if isinstance(v, np.ndarray) and v.ndim == 1 else v) for k, v in env.items() if k != TENSOR}
+
+
 def _distinct(z, q):
     """``(values, first, inverse)`` of the distinct entries of ``z``; ``z``
     is ``P × q`` (outer point × node), usually the same ``q`` values in every
     row (one sort of ``q`` values then)."""
     Z = z.reshape(-1, q) if q > 1 and len(z) % q == 0 else z.reshape(1, -1)
     if len(Z) > 1 and not (Z == Z[:1]).all():
+        runs = _row_runs(Z)
+        if runs is not None:
+            # rows in runs (grid point × outer node: the inner nodes' z depends on the grid
+            # point only): one sort of the runs' rows
+            starts, run = runs
+            u, first, inv = np.unique(Z[starts].reshape(-1), return_index=True, return_inverse=True)
+            return u, starts[first // q] * q + first % q, inv.reshape(len(starts), q)[run].reshape(-1)
         Z = z.reshape(1, -1)
     u, first, inv = np.unique(Z[0], return_index=True, return_inverse=True)
     return u, first, np.tile(inv.reshape(-1), len(Z))
+
+
+def _row_runs(Z):
+    """``(first row of each run, run of each row)`` of the runs of equal
+    consecutive rows of ``Z``, or ``None`` where no two consecutive rows are
+    equal."""
+    new = np.ones(len(Z), dtype=bool)
+    new[1:] = (Z[1:] != Z[:-1]).any(axis=1)
+    if new.all():
+        return None
+    return np.nonzero(new)[0], np.cumsum(new) - 1
 
 
 class IntegralNode:
@@ -456,20 +497,24 @@ class IntegralNode:
             levels = self._levels.setdefault(rule, [])
         while len(levels) <= i:
             j = len(levels)
-            if rule == "periodic":
-                u, w, um = periodic_nodes(j)
-            elif rule == "gauss":
+            if rule == "gauss":
                 levels.append(gauss_nodes(GAUSS_N0 * 2 ** j))
                 continue
             elif rule == "gk":
                 levels.append(gauss_kronrod_nodes(GK_LADDER[j]))
                 continue
-            else:
-                u, w, um = nodes(rule, H0 / 2 ** j, self.digits, odd=j > 0)
             be = self.backend
-            conv = (lambda v: be.const(v)) if be.name == "mpmath" else float
-            arr = (lambda xs: np.array([conv(v) for v in xs], dtype=object if be.name == "mpmath" else float))
-            levels.append((arr(u), arr(w), arr(um) if rule in ("finite", "periodic") else None))
+            key = (rule, j, self.digits, be.name, getattr(be, "dps", None))
+            if key not in _NODES:
+                # the mpmath nodes cost ~10 ms a level: computed once per process, not per integral
+                if rule == "periodic":
+                    u, w, um = periodic_nodes(j)
+                else:
+                    u, w, um = nodes(rule, H0 / 2 ** j, self.digits, odd=j > 0)
+                conv = (lambda v: be.const(v)) if be.name == "mpmath" else float
+                arr = (lambda xs: np.array([conv(v) for v in xs], dtype=object if be.name == "mpmath" else float))
+                _NODES[key] = (arr(u), arr(w), arr(um) if rule in ("finite", "periodic") else None)
+            levels.append(_NODES[key])
         return levels[i]
 
     def evaluate(self, env, bound, n, opts, diagnostics):
@@ -477,19 +522,34 @@ class IntegralNode:
 
         Levels of the rule are added until the estimated error
         (:func:`error_estimate`) is at most ``rtol`` relative at every point.
-        Gauss–Legendre that has not converged after :data:`GAUSS_LEVELS`
-        levels is abandoned for tanh-sinh (its nodes are not reused)."""
+        Gauss–Kronrod levels stop at each point where it has converged
+        (:meth:`_adapt_pairs`); the points where they do not converge (an
+        endpoint singularity, or a need beyond the largest level) go on with
+        tanh-sinh. Gauss–Legendre that has not converged after
+        :data:`GAUSS_LEVELS` levels is abandoned for tanh-sinh (its nodes are
+        not reused)."""
         from .solvers import full
         lims = [full(v, n) for v in self.limits(env, bound)]
         rtol = opts.get("quad_rtol") or self.rtol
         rules = self._rules()
+        todo = np.arange(n)
+        total = ok = est = scale = None
         for rule in rules:
             last = rule == rules[-1]
+            part = len(todo) < n
+            sub, sub_lims = (_subset(env, todo), [v[todo] for v in lims]) if part else (env, lims)
             # nested in another integral: a tighter target, so that the errors it passes on
             # (weighted by the outer rule) stay within the outer integral's tolerance
-            total, ok, est, scale, done = self._adapt(rule, lims, env, bound, n, opts,
-                                                      rtol * opts.get("_quad_factor", 1.0), last)
-            if done or last:
+            adapt = self._adapt_pairs if rule == "gk" else functools.partial(self._adapt, rule)
+            t, o, e, sc, done = adapt(sub_lims, sub, bound, len(todo), opts,
+                                      rtol * opts.get("_quad_factor", 1.0), last)
+            if not part:
+                total, ok, est, scale = t, o, e, sc
+            elif t is not None:
+                total = total.astype(np.result_type(total, t)) if total.dtype != object else total
+                total[todo], ok[todo], est[todo], scale[todo] = t, o, e, sc
+            todo = todo[~np.broadcast_to(done, (len(todo),))]
+            if not len(todo) or last:
                 break
         # relative, and never looser than a requested quad_rtol (the default rtol allows √rtol)
         ok &= est <= (rtol if opts.get("quad_rtol") else rtol ** 0.5) * np.maximum(scale, 1e-300)
@@ -497,48 +557,110 @@ class IntegralNode:
         self.last_value, self.last_error = total, est
         return total, ok
 
+    def _adapt_pairs(self, lims, env, bound, n, opts, rtol, last):
+        """Gauss–Kronrod levels: ``(total, ok, error estimate, |total|,
+        converged)``, each an array over the points.
+
+        A level evaluates ``G_N`` and ``K_{2N+1}`` on the same nodes and
+        returns ``K`` with the estimate ``|K − G|`` (the error of ``G``, an
+        over-estimate of ``K``'s) plus the errors of integrals nested in the
+        integrand, propagated (``_chunk``). Levels are self-contained, so
+
+        * a point stops at the first level where its estimate is within
+          ``rtol`` of its value; later levels evaluate the other points only
+          (a grid of σ² from smooth to sharp integrands pays each point's
+          own level, not the sharpest point's at every point);
+        * a level need not follow the one below: the next is predicted from
+          the fitted convergence rate of the points still open
+          (:meth:`_next_level`); an integral evaluated again in the same
+          solve (an inner integral, once per level or chunk of the outer
+          one) starts at the level where it converged the time before, and
+          an outer integral whose first level fails jumps to at least the
+          level its inner integrals needed.
+
+        Where the rate needs more than the largest level, or more points
+        stop reducing the estimate geometrically (an endpoint singularity),
+        the open points are left unconverged (``converged`` false) for
+        tanh-sinh, and later calls in the solve skip the pairs. The test is
+        the same at whatever level: only the cost depends on the guesses."""
+        rule, top = "gk", len(GK_LADDER) - 1
+        starts = opts.setdefault("_quad_start", {})
+        key = (id(self), rule)
+        done = np.zeros(n, dtype=bool)
+        if starts.get(key) == "abandoned" and not last:
+            return None, np.zeros(n, dtype=bool), np.full(n, np.inf), np.zeros(n), done
+        hint = starts.get(key, 0)
+        i = min(hint, top) if isinstance(hint, int) else 0
+        total, ok, est, scale = None, np.ones(n, dtype=bool), np.full(n, np.inf), np.zeros(n)
+        diffs, done_levels, act = [], [], np.arange(n)
+        while i <= top:
+            part = len(act) < n
+            sub, sub_lims = (_subset(env, act), [v[act] for v in lims]) if part else (env, lims)
+            vals, good, prop = self._sum(self._level(i, rule), sub_lims, sub, bound, len(act), opts)
+            done_levels.append(i)
+            if total is None or np.result_type(total, vals) != total.dtype:
+                total = np.zeros(n, dtype=vals.dtype) if total is None else total.astype(np.result_type(total, vals))
+            # Kronrod (returned) and Gauss on its nodes; |K − G| bounds G's error
+            own = np.asarray(abs(vals[:, 0] - vals[:, 1]), dtype=float)
+            sc = np.asarray(abs(vals[:, 0]), dtype=float)
+            total[act], ok[act], scale[act], est[act] = vals[:, 0], good, sc, own + prop
+            diff = np.zeros(n)
+            diff[act] = own
+            diffs.append(diff)
+            tol = rtol * np.maximum(sc, 1e-300)
+            # done; or the rule's own error is small and the inner integrals' dominate (more
+            # nodes of this rule cannot reduce it: reported, and judged by the caller)
+            conv = (own + prop <= tol) | ((own <= tol / 2) & (prop > tol / 2))
+            if not STOP_PER_POINT:
+                conv = np.full(len(act), conv.all())
+            done[act[conv]] = True
+            act = act[~conv]
+            if not len(act):
+                starts[key] = i
+                return total, ok, est, scale, done
+            # more points no longer reduce the error geometrically: an endpoint singularity
+            # (the factor for the ratio of the points of the two levels)
+            if not last and len(diffs) >= 2:
+                give_up = GAUSS_GIVE_UP ** (GK_LADDER[i] / GK_LADDER[done_levels[-2]] - 1)
+                if ((diffs[-1][act] > give_up * diffs[-2][act]) & (est[act] > rtol * scale[act])).any():
+                    starts[key] = "abandoned"     # for the rest of this solve (an inner integral's next calls)
+                    break
+            i = self._next_level(done_levels, [e[act] for e in diffs], scale[act], rtol, starts, rule,
+                                 opts.get("_quad_factor", 1.0) < 1.0)
+            if i is None:
+                if not last:
+                    starts[key] = "abandoned"
+                    break
+                i = done_levels[-1] + 1
+        return total, ok, est, scale, done
+
     def _adapt(self, rule, lims, env, bound, n, opts, rtol, last):
-        """Levels of one rule: ``(total, ok, error estimate, |total|, converged everywhere)``.
+        """Levels of one rule (``gauss``, tanh-sinh and the other
+        double-exponential rules, ``periodic``): ``(total, ok, error
+        estimate, |total|, converged everywhere)``.
 
-        The estimate is the rule's own (:func:`error_estimate`; for ``gk`` the
-        Kronrod–Gauss difference of one level) plus the errors of integrals
-        nested in the integrand, propagated (``_chunk``).
-
-        ``gk`` levels are self-contained (each carries its own estimate), so
-        a level need not follow the one below: an integral evaluated again
-        in the same solve (an inner integral, once per level of the outer
-        one) starts at the level where it converged the time before, and an
-        outer integral whose first level fails jumps to the level its inner
-        integrals needed (their integrands share the variable's scale). The
-        convergence test is the same at whatever level: only the cost
-        depends on the guess."""
-        paired = rule == "gk"
-        nested = rule not in ("gauss", "gk", "periodic")
-        top = (len(GK_LADDER) - 1 if paired else self.max_level if last or rule != "gauss"
-               else GAUSS_LEVELS - 1)
+        The estimate is the rule's own (:func:`error_estimate`) plus the
+        errors of integrals nested in the integrand, propagated (``_chunk``).
+        A nested double-exponential rule evaluated again in the same solve
+        starts with its levels ``0 … k`` at once (:meth:`_union`, ``k``
+        where it converged before)."""
+        nested = rule not in ("gauss", "periodic")
+        top = self.max_level if last or rule != "gauss" else GAUSS_LEVELS - 1
         starts = opts.setdefault("_quad_start", {})
         key = (id(self), rule)
         if starts.get(key) == "abandoned" and not last:
             return None, np.zeros(n, dtype=bool), np.full(n, np.inf), np.zeros(n), False
         hint = starts.get(key, 0) if self.backend.name == "numpy" and rule != "periodic" else 0
-        i = min(hint, top) if paired or nested else 0
+        i = min(hint, top) if nested else 0
         total, ok, diffs, est, prop = None, np.ones(n, dtype=bool), [], None, np.zeros(n)
-        scale, done_levels = np.zeros(n), []
+        scale = np.zeros(n)
         while i <= top:
             union = nested and total is None and i > 0
             level = self._union(i, rule) if union else self._level(i, rule)
             part, good, perr = self._sum(level, lims, env, bound, n, opts)
-            done_levels.append(i)
             if union:
                 # levels 0 … i at once (where this integral converged before): the sums of
                 # the rules at steps h_i and h_{i−1} from one evaluation
-                total, ok, prop = part[:, 0], good, perr
-                diffs.append(np.asarray(abs(part[:, 0] - part[:, 1]), dtype=float))
-                scale = np.asarray(abs(total), dtype=float)
-                own = error_estimate(diffs, scale)
-                est = own + prop
-            elif paired:
-                # one level: Kronrod (returned) and Gauss on its nodes; |K − G| bounds G's error
                 total, ok, prop = part[:, 0], good, perr
                 diffs.append(np.asarray(abs(part[:, 0] - part[:, 1]), dtype=float))
                 scale = np.asarray(abs(total), dtype=float)
@@ -560,27 +682,15 @@ class IntegralNode:
                 # done; or the rule's own error is small and the inner integrals' dominate (more
                 # nodes of this rule cannot reduce it: reported, and judged by the caller)
                 if ((est <= tol) | ((own <= tol / 2) & (prop > tol / 2))).all():
-                    if paired or nested:
+                    if nested:
                         starts[key] = i
                     return total, ok, est, scale, True
             # doubling the points no longer squares the error: an endpoint singularity
-            # (gk: the factor for the ratio of the points of the two levels)
-            give_up = GAUSS_GIVE_UP if not paired or len(diffs) < 2 else \
-                GAUSS_GIVE_UP ** (GK_LADDER[i] / GK_LADDER[done_levels[-2]] - 1)
-            if rule in ("gauss", "gk") and not last and len(diffs) >= 2 and (
-                    (diffs[-1] > give_up * diffs[-2]) & (est > rtol * scale)).any():
+            if rule == "gauss" and not last and len(diffs) >= 2 and (
+                    (diffs[-1] > GAUSS_GIVE_UP * diffs[-2]) & (est > rtol * scale)).any():
                 starts[key] = "abandoned"     # for the rest of this solve (an inner integral's next calls)
                 break
-            if paired:
-                i = self._next_level(done_levels, diffs, scale, rtol, starts, rule,
-                                     opts.get("_quad_factor", 1.0) < 1.0)
-                if i is None:
-                    if not last:
-                        starts[key] = "abandoned"
-                        break
-                    i = done_levels[-1] + 1
-            else:
-                i += 1
+            i += 1
         if est is None:
             est = np.full(n, np.inf)
         return total, ok, est, scale, False
