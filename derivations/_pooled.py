@@ -32,14 +32,18 @@ Independent cross-checks (not used for the tables' theory):
   for random projections), solve, evaluate ``E_g``.
 
 Random projections (ridge on ``XF``, ``F`` a ``d × p`` ``sr.RandomFeatures``):
-``PooledRidge.rp_expressions`` writes the model; ``sr.deterministic_equivalent``
-still refuses it (the engine's feature route conditions on ``F`` for one sample
-covariance only) and the recipes record that refusal verbatim (``try_derive``).
-Their theory rows come from ``ProjectedPooled``: nested conditioning on top of
-the engine's pooled derivation (stage X: the derived ``E_g`` read in feature
-space; stage F: ``F(FᵀMF + λ)⁻¹Fᵀ ≃ (M + κ)⁻¹`` and its source derivative),
-checked against the engine's one-group random-feature formula (≤ 1e-9) and
-dense Monte Carlo (``tests/test_feat_pooled_rp.py``).
+``PooledRidge.rp_expressions`` writes the model and ``sr.deterministic_equivalent``
+derives it (law ``projected_pooled``, ``symrmt/laws/projected_pooled.py``:
+nested conditioning in ``equivalence/features.py`` — F given X,
+``F(FᵀΣ̂F + λ)⁻¹Fᵀ ≃ (Σ̂ + κ)⁻¹`` and its source derivative, then X through the
+general pooled law at ridge ``κ``; unknowns ``δ_k`` and ``κ`` solved jointly).
+The recipes' random-projection theory rows are that compiled equivalent
+(``EngineProjected``). ``ProjectedPooled`` — the recipe-level nested route in
+the other order (the engine's pooled derivation read in feature space given F,
+then ``F(FᵀMF + λ)⁻¹Fᵀ ≃ (M + κ)⁻¹``) — is kept as the independent reference
+each theory value is compared to (column "engine vs recipe-level nested
+route, rel. diff"); the two agree to ~1e-15 (``tests/test_proj_engine.py``),
+and both against dense Monte Carlo (``tests/test_feat_pooled_rp.py``).
 """
 from __future__ import annotations
 
@@ -342,18 +346,60 @@ def teacher(d, seed, norm=1.0):
 
 def derive_recipe_models(log):
     """Set-up shared by the pooled recipes: one BLAS thread, the pooled model's
-    derivations, the random-projection variant's engine refusal (recorded) and
-    its two-stage theory (``model.rp_theory[key]``, a ``ProjectedPooled``), and
-    the generating-function route kept as a cross-check. Returns
+    derivations, the random-projection variant derived by the engine
+    (``model.rp_theory[key]``, an :class:`EngineProjected`: the compiled
+    equivalent, compared at every call with the recipe-level route
+    ``ProjectedPooled``; should the engine refuse, the refusal is recorded in
+    ``rp_refused`` and the theory falls back to ``ProjectedPooled``), and the
+    generating-function route kept as a cross-check. Returns
     ``(model, des, rp_refused, cross)``."""
     single_blas_thread()
     model = PooledRidge()
     des = model.derive(log)
-    _, rp_refused = try_derive(model.rp_expressions(), log)
-    model.rp_theory = {k: ProjectedPooled(model, k) for k in ("E_1", "E_2")}
+    rp_des, rp_refused = try_derive(model.rp_expressions(), log)
+    model.rp_des = rp_des
+    model.rp_theory = {k: EngineProjected(model, k, rp_des.get(f"{k} (random projections)"), log)
+                       for k in ("E_1", "E_2")}
+    _LAST["rp_theory"] = model.rp_theory
     cross = GeneratingFunctions()
     cross.derive(log)
     return model, des, rp_refused, cross
+
+
+# ------------------------------------------------------------------ random projections: the engine's theory
+class EngineProjected:
+    """The engine's equivalent of ``E_key`` with random projections, compiled
+    (``de`` from ``sr.deterministic_equivalent`` of ``rp_expressions()``), as a
+    function of scalar bindings ``b``. Every call also evaluates the
+    recipe-level nested route :class:`ProjectedPooled` and records the
+    relative difference (``self.rel_diff[theory value]``, ``self.worst``), so the
+    report can show it next to each theory row. ``de=None`` (the engine
+    refused): the theory is ``ProjectedPooled`` itself (``self.source``)."""
+
+    def __init__(self, model, key, de, log=print):
+        self.key, self.de = key, de
+        self.reference = ProjectedPooled(model, key)
+        self.rel_diff, self.worst = {}, 0.0
+        self.solve_seconds = []
+        if de is None:
+            self.fn, self.source = None, "_pooled.ProjectedPooled (engine refused)"
+            return
+        t0 = time.perf_counter()
+        self.fn = de.compile()
+        self.source = "sr.deterministic_equivalent (law projected_pooled), compiled"
+        log(f"  compiled {key} (random projections) in {time.perf_counter() - t0:.2f} s")
+
+    def __call__(self, b):
+        ref = float(self.reference(b))
+        if self.fn is None:
+            return ref
+        t0 = time.perf_counter()
+        th = float(np.asarray(self.fn(**b), dtype=float))
+        self.solve_seconds.append(time.perf_counter() - t0)
+        rel = abs(th - ref) / abs(ref) if ref != 0 else abs(th - ref)
+        self.rel_diff[th] = rel
+        self.worst = max(self.worst, rel)
+        return th
 
 
 # ------------------------------------------------------------------ random projections: two-stage theory
@@ -362,6 +408,10 @@ class ProjectedPooled:
     (``F`` a ``d×p`` matrix of iid ``N(0, 1/p)``; ``ŵ = Fâ``,
     ``â = (FᵀΣ̂F + λ)⁻¹FᵀXᵀy/N``), by nested conditioning on top of the
     engine's pooled derivation (``PooledRidge.des``), first order in ``F``.
+    Since the engine derives the model itself (law ``projected_pooled``, F
+    averaged first), this recipe-level route (X given F first) is the
+    independent reference the recipes compare the engine's theory to
+    (:class:`EngineProjected`).
 
     **Stage X (given F) — the engine.** The features ``Z_k = X_kF`` have rows
     ``N(0, S_k)``, ``S_k = FᵀΣ_kF``. Gaussian conditioning gives
@@ -553,20 +603,84 @@ class ProjectedPooled:
         return float(out) + r[g]
 
 
-def rp_report(heading, data, rp_refused, rp_trials, rp_rows, rp_sizes):
+def rp_report(heading, data, rp_refused, rp_trials, rp_rows, rp_sizes, theory=None):
     """The random-projection section of a pooled recipe's ``table.md`` (lines)
-    and its ``summary.json`` entry: theory from :class:`ProjectedPooled`, the
-    engine's refusal recorded verbatim, dense Monte Carlo of ``data``."""
+    and its ``summary.json`` entry: theory from the engine (``sr.deterministic_equivalent``
+    of the model as written, law ``projected_pooled``), each row with its relative
+    difference to the recipe-level nested route ``ProjectedPooled``; dense Monte
+    Carlo of ``data``. ``theory``: the ``model.rp_theory`` dict (found by the rows'
+    values; found automatically from the last :func:`derive_recipe_models` if
+    omitted); a refusal (``rp_refused``) is recorded verbatim."""
     from _common import markdown_table, trend_table
-    body = ["", f"## Random projections ({heading})", "",
-            "Theory: `_pooled.ProjectedPooled` (two-stage: the engine's pooled derivation given F, then the average "
-            "over F; see formulas.md). `sr.deterministic_equivalent` itself refuses this model:", ""]
-    body += [f"- {k}: `{v}`" for k, v in rp_refused.items()]
-    body += ["", f"Monte Carlo: dense NumPy draws of {data} and F (trials per size {rp_trials}).", "",
-             markdown_table(rp_rows)]
+    theory = theory if theory is not None else _LAST.get("rp_theory", {})
+    diffs = {}
+    for t in theory.values():
+        diffs.update(getattr(t, "rel_diff", {}))
+    body = ["", f"## Random projections ({heading})", ""]
+    if rp_refused:
+        body += ["`sr.deterministic_equivalent` refused this model (theory below from the recipe-level route "
+                 "`_pooled.ProjectedPooled`):", ""]
+        body += [f"- {k}: `{v}`" for k, v in rp_refused.items()]
+    else:
+        body += ["Theory: `sr.deterministic_equivalent` of the model as written (ridge on XF of the stacked groups, "
+                 "ŵ = Fâ; law `projected_pooled`: F given X, `F(FᵀΣ̂F+λ)⁻¹Fᵀ ≃ (Σ̂+κ)⁻¹` with its source "
+                 "derivative, "
+                 "then X through the general pooled law at ridge κ; unknowns δ_k, κ solved jointly), compiled. "
+                 "Last column: relative difference to the recipe-level nested route `_pooled.ProjectedPooled` "
+                 "(X given F, then F; independent)."]
+    body += ["", f"Monte Carlo: dense NumPy draws of {data} and F (trials per size {rp_trials}).", ""]
+    table = markdown_table(rp_rows).split("\n")
+    table[0] += " engine vs recipe-level nested route, rel. diff |"
+    table[1] += "---:|"
+    for i, r in enumerate(rp_rows):
+        rel = diffs.get(r.theory)
+        table[2 + i] += (f" {rel:.1e} |" if rel is not None else " – |")
+    body += ["\n".join(table)]
     if len(rp_sizes) > 1:
         body += ["", trend_table(rp_rows)]
-    summary = dict(refused=rp_refused, theory="_pooled.ProjectedPooled (two-stage)",
+    worst = max([diffs[r.theory] for r in rp_rows if r.theory in diffs], default=None)
+    summary = dict(refused=rp_refused,
+                   theory=("_pooled.ProjectedPooled (two-stage; engine refused)" if rp_refused else
+                           "sr.deterministic_equivalent (law projected_pooled), compiled"),
+                   reference="_pooled.ProjectedPooled (recipe-level nested route)",
+                   max_rel_diff_engine_vs_reference=worst,
                    rows=[dict(quantity=r.quantity, d=r.d, theory=r.theory, mc=r.mc, sem=r.sem,
-                              tol=r.tol, passed=r.passed) for r in rp_rows])
+                              tol=r.tol, passed=r.passed, rel_diff_engine_vs_reference=diffs.get(r.theory))
+                         for r in rp_rows])
     return body, summary
+
+
+def rp_formulas_lines(model, rp_refused, error="E"):
+    """Markdown lines for a pooled recipe's ``formulas.md``: how the engine
+    derives the random-projection model (or its refusal, verbatim) and the
+    derived law's equations (``R = (M + κ)⁻¹`` abbreviated; the full value is
+    ``de.value``, too long to print usefully)."""
+    lines = ["## Random projections (ridge on XF)", ""]
+    if rp_refused:
+        lines += ["`sr.deterministic_equivalent` refuses the pooled random-projection model (verbatim below); the "
+                  "table's theory for it is the recipe-level route `_pooled.ProjectedPooled`.", ""]
+        return lines + [f"- engine refusal, **{k}**: `{v}`" for k, v in rp_refused.items()] + [""]
+    lines += [f"`sr.deterministic_equivalent` derives ${error}$ for ridge on $XF$ from the model as written "
+              "(law `projected_pooled`). Stage F (F given X): $\\hat S=\\hat\\Sigma^{1/2}FF^\\top\\hat\\Sigma^{1/2}$ "
+              "is a white Wishart with $p$ samples, so $F(F^\\top\\hat\\Sigma F+\\lambda)^{-1}F^\\top\\simeq"
+              "(\\hat\\Sigma+\\kappa)^{-1}$, $\\kappa(1-\\mathrm{Tr}[\\hat\\Sigma(\\hat\\Sigma+\\kappa)^{-1}]/p)=\\lambda$, "
+              "and two of them $QAQ\\simeq\\hat G(A+\\hat\\gamma\\,\\mathrm{Tr}[\\hat GA\\hat G])\\hat G$ with "
+              "$\\hat\\gamma=(\\kappa^2/p)/(1-\\mathrm{Tr}[\\hat\\Sigma^2\\hat G^2]/p)$ (source derivative). "
+              "Stage X: the words in $\\hat G=(\\hat\\Sigma+\\kappa)^{-1}$ through the general pooled law at ridge "
+              "$\\kappa$ (as for $E$ without projections). Unknowns $\\delta_k$ and $\\kappa$, solved jointly:", ""]
+    de = next(iter(getattr(model, "rp_des", {}).values()), None)
+    if de is None:
+        return lines
+    (g,) = de.groups
+    R = sp.MatrixSymbol("R", model.d, model.d)
+    invs = {a: R for eq in g.equations for a in eq.atoms(sp.Inverse)}
+    Nsym = sp.Symbol("N")
+    for eq in g.equations:
+        lines += ["$$" + sp.latex(eq.xreplace(invs).subs(model.n1 + model.n2, Nsym)) + "$$", ""]
+    lines += ["with $R=(M+\\kappa)^{-1}$, $M=\\sum_k (n_k/N)\\Sigma_k/(1+\\delta_k)$, $N=n_1+n_2$. The recipe-level "
+              "route in the other order (`_pooled.ProjectedPooled`: X given F, then F) is the independent reference "
+              "in the table's last column.", ""]
+    return lines
+
+
+_LAST = {}      # the last derive_recipe_models' rp_theory (for rp_report)

@@ -5,10 +5,10 @@ teacher, different and non-commuting covariances) derived directly by the
 engine are checked against (a) the previous, independent route — one-point
 generating functions and 4th-order finite differences — to 1e-7 relative,
 (b) an independent dense NumPy Monte Carlo (tolerance ``4·sem + 4·|th|/d``);
-the random-projection variant is refused by ``sr.deterministic_equivalent``
-with a message naming the feature-space core, and its two-stage theory
-(``_pooled.ProjectedPooled``, tested in ``test_feat_pooled_rp.py``) passes its
-Monte Carlo rows; each recipe's ``--quick`` run end to end through the
+the random-projection variant is either refused by ``sr.deterministic_equivalent``
+with a message naming the feature-space core or derived equal to the independent
+NumPy formula (``_paper_pooled.rp_errors``), and its theory rows pass their
+Monte Carlo rows; the recipes' "engine vs the paper's formula" sections pass; each recipe's ``--quick`` run end to end through the
 command line."""
 import json
 import pathlib
@@ -73,10 +73,23 @@ def test_real_only_baseline_against_dense_monte_carlo(model):
     assert abs(mean - th) <= 4 * sem + 4 * abs(th) / d, (th, mean, sem)
 
 
-def test_random_projections_are_refused_naming_the_core(model):
-    for e in model.rp_expressions().values():
-        with pytest.raises(NotImplementedError, match="feature-space core"):
-            sr.deterministic_equivalent(e)
+def test_random_projections_refused_naming_the_core_or_equal_to_the_papers_formula(model):
+    """Random projections of pooled data: the engine either refuses naming the
+    feature-space core, or its derived value equals the independent NumPy formula
+    (``_paper_pooled.rp_errors``, no ridgeless root) to 1e-9 — both groups,
+    ``p < d``, ``p > d`` and non-commuting covariances."""
+    from _paper_pooled import random_noncommuting, rp_errors
+    d = 40
+    settings = [dict(_problem(d, 5), p=p) for p in (20, 80)] + [dict(random_noncommuting(30, 2), p=20)]
+    for g, e in enumerate(model.rp_expressions().values()):
+        try:
+            f = sr.deterministic_equivalent(e).compile()
+        except NotImplementedError as exc:
+            assert "feature-space core" in str(exc)
+            continue
+        for b in settings:
+            ref = rp_errors(**b)[g]
+            assert abs(float(f(**b)) - ref) <= 1e-9 * ref, (g, b["p"], float(f(**b)), ref)
 
 
 @pytest.mark.parametrize("name", ["model_collapse", "bias_amplification"])
@@ -89,10 +102,15 @@ def test_quick_run_through_the_cli(tmp_path, name):
     assert summary["failed"] == 0 and summary["passed"]
     assert all(r["passed"] for r in summary["table"])
     assert summary["cross_check"]["passed"] and summary["cross_check"]["worst_rel"] < 1e-6
-    refused = summary["random_projections"]["refused"]
-    assert refused and all("feature-space core" in v for v in refused.values())
+    refused = summary["random_projections"]["refused"]       # empty once the engine derives the model
+    assert all("feature-space core" in v for v in refused.values())
     rp_rows = summary["random_projections"]["rows"]          # two-stage theory vs dense MC of X and F
     assert rp_rows and all(r["passed"] for r in rp_rows)
+    paper = summary["paper_check"]                             # engine vs the paper's formulas (independent NumPy)
+    assert paper["passed"] and paper["worst_rel"] <= paper["tol"] <= 1e-6
+    ref = summary["random_projections"]["conditional_reference"]
+    assert ref and all(r["passed"] for r in ref)
+    assert "engine vs the paper's formula (independent NumPy)" in (out / "table.md").read_text()
     for f in ("formulas.md", "table.md"):
         assert (out / f).stat().st_size > 0
 

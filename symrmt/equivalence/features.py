@@ -63,6 +63,17 @@ feature-space ridge is ``κ_F = κ(1 − df₁/p) − τ``, ``κ`` the unknown o
 ``τ`` (``κ_τ``): ``Ŝ(Ŝ+τ)⁻¹ ≃ I − κ_τR_τ``, ``Ŝ(Ŝ+τ)⁻² ≃ κ_τ'ΣR_τ²``
 (:meth:`_Calculus._noisy_form`, finite as ``τ → 0``).
 
+**Random projections of pooled data** ``Fᵀ(Σ_k c_kX_kᵀX_k/n_k)F`` (several
+independent groups, one layer ``F``; ``laws/projected_pooled.py``,
+:func:`projected_pooled_value`) go the other way round: F given X first —
+``Ŝ = Σ̂^{1/2}FFᵀΣ̂^{1/2}`` is a white Wishart with ``p`` samples and population
+``Σ̂``, so ``F(FᵀΣ̂F + z)⁻¹Fᵀ ≃ (Σ̂ + κ)⁻¹`` with ``κ(1 − Tr[Σ̂(Σ̂+κ)⁻¹]/p) = z``,
+and two of them ``QAQ ≃ Ĝ(A + γ̂Tr[ĜAĜ])Ĝ`` (source derivative,
+``γ̂ = (κ²/p)/(1 − Tr[Σ̂²Ĝ²]/p)``) — then X through the general pooled law at
+ridge ``κ`` (the engine, unchanged); the law's ``δ_k`` at ``κ`` and ``κ`` are
+solved jointly. The reverse order (X given F, then F) is
+``derivations/_pooled.ProjectedPooled``; the two agree to rounding.
+
 First order only: products and ratios of ``F``-random traces are evaluated
 at their equivalents (they concentrate); variances over ``F`` are refused.
 """
@@ -114,6 +125,8 @@ def average_one(eng, word):
     chains, ``E[FBFᵀ]``: outputs unchanged); words they refuse go through
     nested conditioning — also words with bare feature cores and no
     resolvent (``Tr[𝔉ᵀΣ̂𝔉] ≃ Tr Σ``, met in ``Tr(Σ̂²G) = Tr Σ̂ − λTr(Σ̂G)``)."""
+    if _projected(word):
+        return [(projected_pooled_value(eng, word), ((Det(Identity(1)),),))]
     plan = _plan(word)
     if _noisy(word):
         # additive feature noise Φ = XF + √τΞ: no single-core rule knows its law
@@ -223,6 +236,151 @@ def _plan(word):
         (c,) = [x[1] for x in noise if isinstance(x, tuple)]
         return X, chain, (Xi, c)
     return X, chain
+
+
+# ---------------------------------------------------------------- random projections of pooled data
+def _projected(word):
+    """Whether the word has a resolvent of a projected pooled core ``Fᵀ(Σ_k c_kΣ̂_k)F``."""
+    from ..laws.projected_pooled import ProjectedPooledCore
+    return any(isinstance(l, (Res, Bare, Fn, An)) and isinstance(l.core, ProjectedPooledCore) for l in word)
+
+
+_PP_PLACE = {}      # (core, z) → placeholder of the stage-F ridge κ
+
+
+def projected_pooled_value(eng, word):
+    """``E Tr[word]`` for a word with resolvents ``G = (FᵀΣ̂F + z)⁻¹`` of a
+    projected pooled core, ``Σ̂ = Σ_k c_kX_kᵀX_k/n_k`` (``laws/projected_pooled.py``),
+    at first order: F given X, then X.
+
+    Class: ``F`` enters only as ``Q = FGFᵀ`` (one or two of them, one core,
+    one ``z``); the other letters are the blocks' data ``X_k`` (``X_kᵀ``),
+    their bare cores ``X_kᵀX_k/n_k`` and deterministic matrices. Anything
+    else raises ``NotImplementedError`` naming the word.
+
+    Stage F: ``Q ≃ Ĝ = (Σ̂ + κ)⁻¹`` and, with ``A`` and ``B`` the two stretches
+    between the ``Q``'s of the cyclic word ``QAQB``,
+    ``Tr[QAQB] ≃ Tr[ĜAĜB] + γ̂ Tr[ĜAĜ] Tr[Ĝ²B]``,
+    ``γ̂ = (κ²/p)/(1 − (d − 2κTrĜ + κ²TrĜ²)/p)`` (the source derivative
+    ``QAQ = −∂_tQ|_{Σ̂→Σ̂+tA}``; ``Tr[Σ̂²Ĝ²] = d − 2κTrĜ + κ²TrĜ²``). Stage X:
+    every trace is derived by the engine (the general law at ridge ``κ``;
+    products of traces at their equivalents), and the general law's unknowns
+    at ``κ`` become the ``δ_k`` of the ``projected_pooled`` group, ``κ`` its
+    last unknown (``κ(1 − Tr[MR]/p) = z``)."""
+    from ..laws.projected_pooled import ProjectedPooledCore
+    from ..rewrite.letters import GRes
+
+    def what():                 # the word, for messages only (printing it costs)
+        return _word_str(word)
+    if eng.variance_mode:
+        raise NotImplementedError(
+            f"second-order (variance/copy-comparison) quantities with random projections of pooled data "
+            f"({what()}) are not derived: only first-order nested conditioning is")
+    res = [l for l in word if isinstance(l, Res)]
+    cores = {l.core for l in word if isinstance(l, (Res, Bare, Fn, An)) and isinstance(l.core, ProjectedPooledCore)}
+    if len(cores) != 1 or len({l.z for l in res}) != 1 or any(not isinstance(l, Res) and l.core in cores
+                                                                   for l in word if isinstance(l, (Bare, Fn, An))):
+        raise NotImplementedError(
+            f"random projections of pooled data: {what()} has several projected cores or ridges, or a bare or "
+            "spectral function of one (only resolvents (FᵀΣ̂F + z)⁻¹ of one core at one ridge are derived)")
+    (core,) = cores
+    z = res[0].z
+    F = core.feature
+    data = {c.data for c, _ in core.blocks}
+    # bare feature cores FᵀX_kᵀX_kF/n_k back into letters Fᵀ (X_kᵀX_k/n_k) F
+    unfolded = []
+    for l in word:
+        if isinstance(l, Bare) and l.core.chain == (F,) and type(l.core) is Core:
+            unfolded += [Rand(F, True), Bare(Core(l.core.data, l.core.side, (), l.core.ddof)), Rand(F)]
+        else:
+            unfolded.append(l)
+    word = tuple(unfolded)
+    n = len(word)
+    # F only as F G Fᵀ: rotate to start at a Q
+    q_at = [i for i in range(n) if word[i] == Rand(F) and isinstance(word[(i + 1) % n], Res)
+            and word[(i + 2) % n] == Rand(F, True)]
+    nF = sum(1 for l in word if isinstance(l, Rand) and l.sym == F)
+    if not q_at or nF != 2 * len(q_at) or len(res) != len(q_at):
+        raise NotImplementedError(
+            f"random projections of pooled data: {what()} has F outside F(FᵀΣ̂F + z)⁻¹Fᵀ "
+            "(only ŵ = F·â-type words, F G Fᵀ, are derived)")
+    if len(q_at) > 2:
+        raise NotImplementedError(
+            f"random projections of pooled data: {what()} has three or more projected resolvents (not derived)")
+    w = word[q_at[0]:] + word[:q_at[0]]
+    segs, cur, i = [], None, 0
+    while i < n:
+        l = w[i]
+        if l == Rand(F) and isinstance(w[(i + 1) % n], Res):
+            if cur is not None:
+                segs.append(tuple(cur))
+            cur = []
+            i += 3
+            continue
+        if not ((isinstance(l, Rand) and l.sym in data) or isinstance(l, Det)
+                or (isinstance(l, Bare) and type(l.core) is Core and not l.core.chain and l.core.side == "data"
+                    and l.core.data in data and l.core.ddof is None)):
+            raise NotImplementedError(
+                f"random projections of pooled data: cannot condition on {l} in {what()} (the class: F G Fᵀ, "
+                "the blocks' data X_k, their cores X_kᵀX_k/n_k and deterministic matrices)")
+        cur.append(l)
+        i += 1
+    segs.append(tuple(cur))
+    # stage X: one sub-derivation per (core, z) in this derivation (values memoised by word)
+    memo = eng.memo("projected_pooled")
+    if (core, z) not in memo:
+        from .engine import Engine
+        memo[(core, z)] = (Engine(), {}, sp.Dummy("kappaF", positive=True))
+    sub, values, kap = memo[(core, z)]
+    G = GRes(core.blocks, None, kap)            # Ĝ = (Σ_k c_kΣ̂_k + κ)⁻¹
+    d, p = F.shape
+
+    def value(ww):
+        if ww not in values:
+            try:
+                values[ww] = sub.word_value(ww)
+            except NotImplementedError as e:
+                raise NotImplementedError(
+                    f"random projections of pooled data: after averaging over F, {what()} needs "
+                    f"Tr[{_word_str(ww)}], which the engine does not derive ({e})") from e
+        return values[ww]
+
+    def randomness(seg):
+        return any(isinstance(l, (Rand, Bare)) for l in seg)
+
+    if len(segs) == 1:
+        total = value((G,) + segs[0])
+    else:
+        A, B = segs
+        if randomness(A) and not randomness(B):
+            A, B = B, A       # Tr[ĜAĜ] with the deterministic stretch (equal by cyclicity either way)
+        trG, trG2 = value((G,)), value((G, G))
+        gamma = (kap ** 2 / p) / (1 - (d - 2 * kap * trG + kap ** 2 * trG2) / p)
+        total = value((G,) + A + (G,) + B) + gamma * value((G,) + A + (G,)) * value((G, G) + B)
+    # the general law at ridge κ → the projected_pooled group (δ_k, κ)
+    side = eng.reg.side(core, z)
+    ours = list(_group_of(eng, side).equations)[:len(side.deltas)]
+    rep = {kap: side.kA}
+    for g in sub.reg.groups():
+        if g.kind != "general" or sp.sympify(g.z) != kap or len(g.unknowns) != len(side.deltas):
+            raise NotImplementedError(
+                f"random projections of pooled data: internal — after averaging over F, {what()} brought in "
+                f"the law {g.kind!r} at {sp.sstr(g.z)} (only the pooled law at the stage-F ridge is expected)")
+        rep.update(zip(g.unknowns, side.deltas))
+        if [e.xreplace(rep) for e in g.equations] != ours:
+            raise NotImplementedError(
+                f"random projections of pooled data: internal — the pooled law's equations at the stage-F "
+                f"ridge in {what()} do not match the projected_pooled group")
+    from .simplify import xreplace_shared
+    return xreplace_shared(total, rep)
+
+
+def _group_of(eng, side):
+    """The :class:`UnknownGroup` whose last unknown is ``side.kA``."""
+    for g in eng.reg.groups():
+        if g.unknowns and g.unknowns[-1] == side.kA:
+            return g
+    raise NotImplementedError("random projections of pooled data: internal — group not registered")
 
 
 def _noisy(word):

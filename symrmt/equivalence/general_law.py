@@ -111,7 +111,10 @@ def _inverse(A):
     if k == 2:
         det = A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]
         return sp.Matrix([[A[1, 1], -A[0, 1]], [-A[1, 0], A[0, 0]]]) / det
-    return A.inv(method="LU", iszerofunc=lambda e: e == 0, simplify=False)
+    try:
+        return A.inv(method="LU", iszerofunc=lambda e: e == 0, simplify=False)
+    except TypeError:       # SymPy ≥ 1.13: no ``simplify`` keyword (LU does not simplify)
+        return A.inv(method="LU", iszerofunc=lambda e: e == 0)
 
 
 # ----------------------------------------------------------------- the lift

@@ -190,6 +190,14 @@ class Registry:
                 else:
                     idx = f"{i}{j}" if m > 1 else i
                 sub[dl] = unknown_symbol("delta", idx)
+        # a one-core law with δ's of its own (projected_pooled: δ_k and κ): δ_k, unless taken
+        taken = set(sub.values())
+        for i, g in enumerate(kg, 1):
+            for j, dl in enumerate(g.get("delta") or (), 1):
+                s = unknown_symbol("delta", j if len(kg) == 1 else f"{i}{j}")
+                if s not in taken:
+                    sub[dl] = s
+                    taken.add(s)
         return sub
 
 

@@ -12,8 +12,11 @@ kind           equations (docs/math.md)                             module
 
 ``feature_noise`` (:mod:`.feature_noise`): ``Φ = XF + √τΞ``,
 ``[κ(1 − df₁/p) − τ][1 − df₁/n − pτ/(nκ)] = z``.
+
+``projected_pooled`` (:mod:`.projected_pooled`): ``Fᵀ(Σ_k c_kX_kᵀX_k/n_k)F``,
+``δ_k = c_kTr[Σ_kR]/n_k``, ``κ(1 − Tr[MR]/p) = z``, ``R = (M+κ)⁻¹``, ``M = Σ_k c_kΣ_k/(1+δ_k)``.
 """
 from .base import FAMILIES, Law, register, unregister
-from . import wishart, separable, pooled, feature_noise  # noqa: F401,E402  (registration)
+from . import wishart, separable, pooled, feature_noise, projected_pooled  # noqa: F401,E402  (registration)
 
 __all__ = ["FAMILIES", "Law", "register", "unregister"]

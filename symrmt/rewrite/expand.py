@@ -127,6 +127,9 @@ def _general_resolvent(M, rnd, det, z):
     general one-point law): independent data-side cores with weights
     ``c_k`` (a repeated core's weights add up), a deterministic shift ``B``
     (the non-identity deterministic terms) and the scalar ``z``."""
+    proj = _projected_pooled(M, rnd, det, z)
+    if proj is not None:
+        return proj
     weights = {}
     for c, w in rnd:
         core, scale = _match_core(w, M.arg)
@@ -158,6 +161,21 @@ def _general_resolvent(M, rnd, det, z):
         raise NotImplementedError(f"ridgeless inverse {M}: use a positive ridge and take the limit")
     blocks = tuple(sorted(weights.items(), key=lambda t: (t[0].data.name, t[0].data.uid, str(t[0].ddof))))
     return [(sp.S.One, (GRes(blocks, B, sp.simplify(z)),))]
+
+
+def _projected_pooled(M, rnd, det, z):
+    """Random projections of pooled data: ``(Σ_k c_k FᵀX_kᵀX_kF/n_k + z)⁻¹``
+    (every random term a feature-space core of one layer ``F``) is one
+    resolvent of the core ``Fᵀ(Σ_k c_kΣ̂_k)F`` of the law ``projected_pooled``
+    (``laws/projected_pooled.py``); ``None`` when no term is a feature core."""
+    if not any(isinstance(l, Rand) and isinstance(l.sym, RandomFeatures) for _, w in rnd for l in w):
+        return None
+    from ..laws.projected_pooled import projected_pooled_resolvent
+    terms = []
+    for c, w in rnd:
+        core, scale = _match_core(w, M.arg)
+        terms.append((core, c * scale))
+    return projected_pooled_resolvent(M, terms, det, z)
 
 
 def _power(M, base, s, tag):
@@ -256,6 +274,9 @@ def _pooled_core(M, A, rest):
     det = [(c, w) for c, w in rest if not _has_random_letter(w)]
     try:
         (_, (letter,)), = _general_resolvent(Inverse(A), rnd, det, sp.S.One)
+        if not isinstance(letter, GRes):
+            raise NotImplementedError(f"spectral function {M} of randomly projected pooled data "
+                                      "(feature-space blocks FᵀX_kᵀX_kF): not derived")
     except ValueError as e:
         if "must be > 0" in str(e):
             raise NotImplementedError(f"spectral function {M}: {e} (the general one-point law "
