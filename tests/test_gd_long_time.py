@@ -246,8 +246,8 @@ def test_curve_refuses_parameters_inside_kernels():
     bind = dict(Sigma=np.ones(D), n=np.array([20, 40]), w=np.ones(D) / np.sqrt(D), sigma2=0.25, t=10, lr=0.5)
     with pytest.raises(NotImplementedError, match="enter the self-consistent"):
         curve(risk_de(), bind, over=("n",))
-    with pytest.raises(NotImplementedError, match="not diagonal"):
-        curve(risk_de(), dict(bind, n=20, Sigma=np.eye(D), t=np.array([10])), over=("t",))
+    with pytest.raises(NotImplementedError, match="3 dimensions"):      # full d×d matrices are evaluated densely
+        curve(risk_de(), dict(bind, n=20, Sigma=np.ones((D, D, 2)), t=np.array([10])), over=("t",))
 
 
 def test_curve_validates_bindings():

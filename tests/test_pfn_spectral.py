@@ -18,8 +18,10 @@ Checks:
   expression; tolerance ``4·sem + c·|theory|/d``, ``c = 3``;
 * the gradient-descent risk of the pooled ridge ``w_t = g_t(Σ̂ + λ)Xᵀy/N``,
   ``g_t(x) = (1 − (1 − ηx)^t)/x``, at ``t = 3`` against a dense NumPy simulation
-  of the same iteration (slow: the double contour integrals with dense
-  non-commuting traces take about a minute at d = 16);
+  of the same iteration and ``sr.monte_carlo`` at d = 16, 24 (slow for its
+  Monte Carlo; evaluated on one shared contour by ``numerics.contour.curve``,
+  ~1 s at d = 16, where ``de.compile()`` takes ~100 s: tests/test_pfn_gd_fast.py
+  compares the two routes);
 * refusals by name.
 """
 import numpy as np
@@ -176,13 +178,15 @@ def _dense_gd(Sa, Sb, m1, m2, wv, eta, T, ridge, sigma2, trials, seed):
 
 @pytest.mark.slow
 def test_gd_risk_of_pooled_ridge_dense_mc():
+    from symrmt.numerics.contour import curve
     de = sr.deterministic_equivalent(GD_RISK)
-    f = de.compile()
     for D in (16, 24):
         Sa, Sb = _laws(D)
         wv = np.random.default_rng(5).standard_normal(D) / np.sqrt(D)
         b = dict(Sigma1=Sa, Sigma2=Sb, n1=D // 2, n2=D, d=D, lr=0.25, t=3, lam=0.1, sigma2=0.5, w=wv)
-        th = float(f(**b))
+        res = curve(de, b, over=("t",))
+        assert res.success
+        th = float(res.value)
         mean, sem = _dense_gd(Sa, Sb, D // 2, D, wv, 0.25, 3, 0.1, 0.5, trials=800, seed=D)
         assert abs(mean - th) <= K_SEM * sem + C_REL * abs(th) / D, (D, th, mean, sem)
         mc = sr.monte_carlo(GD_RISK, trials=400, seed=D + 7, **b)

@@ -191,7 +191,7 @@ class Derivation:
         self.contours += analytic
         outer = analytic and self.contours == 1 and _real_word(word)
         try:
-            yield (sp.re if outer else (lambda v: v))
+            yield (spectral_fn.ContourRe if outer else (lambda v: v))
         finally:
             self.contours -= analytic
 

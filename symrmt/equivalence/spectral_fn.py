@@ -241,6 +241,25 @@ class ContourPoint(sp.Function):
         return printer._print(self.explicit())
 
 
+class ContourRe(sp.re):
+    """``re(·)`` of an outer contour integral (the engine takes the real part of
+    a real word's Cauchy integral, ``Derivation.contour_of``): numerically, in
+    print and for ``isinstance(·, sp.re)`` it is ``re``. Its evaluation leaves
+    an integral (or a sum with one) unevaluated instead of asking SymPy whether
+    it is real or imaginary: those queries walk the whole integrand, repeated
+    sub-trees included, several times per construction (about 50 s of the
+    derivation of the pooled gradient-descent risk, t = 3, whose integrands
+    repeat the node ``z(θ)`` in every trace); the value is unchanged, ``re``
+    of it is taken numerically."""
+
+    @classmethod
+    def eval(cls, arg):
+        if isinstance(arg, sp.Integral) or (isinstance(arg, sp.Add) and
+                                            any(isinstance(a, sp.Integral) for a in arg.args)):
+            return None
+        return super().eval(arg)
+
+
 def _growth_bounds(e, x, m, h):
     """Bounds on ``A − 1`` from the growing factors of ``e`` (:func:`ellipse`)."""
     out = []

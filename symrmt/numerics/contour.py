@@ -27,11 +27,27 @@ level. Where that is not reached in ``max_level`` doublings, or a
 node's ``κ`` did not converge, the point is ``converged=False`` and its value
 NaN, with the error estimate kept — never a silent value.
 
+Full-matrix bindings (pooled/shifted cores ``Σ_k c_kX_kᵀX_k/n_k + B`` with
+non-commuting ``Σ_k``, ``B``; any ``d×d`` binding) switch to dense kernels
+(:class:`_DenseEval`): every word of the value is on the same nodes; groups
+of unknowns equal up to the names of θ and of the unknowns (the general law's
+complex ``δ_k`` at ``z(θ)``, one group per word as derived) are solved once
+per node and shared by every word, ``t`` and ``η``; each factor of a trace is
+evaluated once per node (the resolvent ``(Σ_k c_kρ_kΣ_k + B − z)⁻¹`` one
+batched inverse) and cached under its canonical form; a trace over two
+contours is split cyclically into the run of factors on each,
+``Tr[L(θ)M(θ')] = Σ_ij L_ij(θ) M_ji(θ')``, one matrix product of the
+flattened per-node products over all node pairs (in blocks, ``PAIR_CHUNK``),
+and a double integral's kernel is evaluated in blocks of outer nodes
+(``PAIRS`` node pairs at once), so memory stays bounded at any node count.
+
 Anything outside this form (a parameter of the curve inside a kernel, an
 integral nested more than twice, a non-contour integral, an unknown outside
-the integrals, a full-matrix binding) raises ``NotImplementedError`` naming
-the piece: use ``de.compile()`` on the grid instead (slower, same numbers).
-The symbolic preparation is cached per derived value and curve parameters.
+the integrals, a trace alternating between two contours more than once, a
+binding with more than two axes) raises ``NotImplementedError`` naming the
+piece: use ``de.compile()`` on the grid instead (slower, same numbers). The
+symbolic preparation is cached per derived value and curve parameters;
+``over=()`` evaluates one point.
 """
 from __future__ import annotations
 
@@ -49,6 +65,8 @@ __all__ = ["curve", "CurveResult"]
 _CACHE = {}
 #: largest number of (node, node, spectral index) entries held at once by a non-separable sum
 CHUNK = 2 ** 22
+#: largest number of node pairs at which a double integral's kernel is evaluated at once
+PAIRS = 2 ** 16
 
 
 @dataclasses.dataclass
@@ -75,31 +93,40 @@ def curve(de, bindings, over, rtol=1e-8, n0=32, max_level=6):
     doubling of nodes."""
     t0 = time.perf_counter()
     over = tuple(over)
-    if not over:
-        raise ValueError("curve: name at least one parameter of the curve in `over`")
     missing = [k for k in over if k not in bindings]
     if missing:
         raise ValueError(f"curve: the curve parameters {missing} have no binding")
     if not (0 < rtol < 1):
         raise ValueError(f"curve: rtol must be in (0, 1), got {rtol!r}")
-    shape = np.broadcast_shapes(*[np.shape(bindings[k]) for k in over])
+    shape = np.broadcast_shapes(*[np.shape(bindings[k]) for k in over]) if over else ()
     G = int(np.prod(shape)) if shape else 1
     grid = {k: np.broadcast_to(np.asarray(bindings[k]), shape).reshape(-1) for k in over}
     grid = {k: (v if v.dtype.kind in "iu" else v.astype(float)) for k, v in grid.items()}
     fixed = {k: v for k, v in bindings.items() if k not in over}
-    vec = {}
+    vec, mats = {}, {}
     for k, v in fixed.items():
         if np.ndim(v) == 0:
             continue
+        if np.ndim(v) == 2:
+            mats[k] = _dense_binding(k, v)
+            continue
         if np.ndim(v) != 1:
             raise NotImplementedError(
-                f"curve: binding {k!r} is not diagonal (give covariances by their eigenvalues, vectors in that "
-                "eigenbasis); use de.compile() for full matrices")
+                f"curve: binding {k!r} has {np.ndim(v)} dimensions (give covariances by their eigenvalues or as "
+                "full d×d matrices, vectors as 1-D arrays)")
         vec[k] = np.asarray(v, dtype=float)
-    key = (id(de), over, tuple(sorted(vec)))
+    dense = bool(mats)
+    if dense:
+        # full matrices: every matrix binding dense (diagonal ones as diag(s)), vectors as columns
+        shapes = {m.name: m.shape for m in de.expr.atoms(MatrixSymbol)}
+        for k, v in vec.items():
+            if k in shapes and shapes[k][1] != 1:
+                mats[k] = np.diag(v)
+        vec = {**{k: v for k, v in vec.items() if k not in mats}, **mats}
+    key = (id(de), over, tuple(sorted(vec)), dense)
     prep = _CACHE.get(key)
     if prep is None or prep.de is not de:
-        prep = _CACHE[key] = _Prepared(de, over, set(vec))
+        prep = _CACHE[key] = _Prepared(de, over, set(vec), dense=dense)
     t_prep = time.perf_counter() - t0
     for k, v in bindings.items():
         if np.ndim(v) <= 1 and k in prep.syms:
@@ -118,7 +145,8 @@ def curve(de, bindings, over, rtol=1e-8, n0=32, max_level=6):
         raise ValueError(f"curve: missing binding(s) {missing}")
     # constant functionals, innermost first, then the contour scales (narrowest over the grid)
     for sym, atom in prep.consts:
-        scal[sym.name] = float(np.real(_functional(atom, vec, scal)))
+        scal[sym.name] = float(np.real(_dense_functional(atom, vec, scal) if dense else
+                                       _functional(atom, vec, scal)))
     scales = []
     for sym, fn, args in prep.scales:
         vals = np.broadcast_to(np.asarray(fn(*[grid[a] if a in grid else scal[a] for a in args]), dtype=float), (G,))
@@ -134,24 +162,35 @@ def curve(de, bindings, over, rtol=1e-8, n0=32, max_level=6):
         th = 2 * np.pi * (np.arange(N) + 0.5) / N
         W = 2 * np.pi / N
         kap, solved = {}, {}
-        for u, (tsym, f, names, same) in prep.solvers.items():
-            if same not in solved:      # the same equation on the same contour: solved once
+        cache = {}              # dense mode: per-node matrices shared by every word (canonical keys)
+        for us, (tsym, f, names, same, reps) in prep.solvers.items():
+            if same not in solved:      # the same equations on the same contour: solved once
                 res = f.solve(**{k: solver_bind[k] for k in names if k in solver_bind}, **{tsym.name: th},
                               options=dict(raise_on_failure=False))
                 ok_nodes &= bool(np.all(res.converged))
-                solved[same] = np.asarray(res.x[prep.solver_unknown[u].name], dtype=complex).reshape(-1)
-            kap[u] = (tsym, solved[same])
+                solved[same] = [np.broadcast_to(np.asarray(res.x[r.name], dtype=complex).reshape(-1), (N,))
+                                for r in reps]
+            for u, vals in zip(us, solved[same]):
+                kap[u] = (tsym, vals)
         Js = []
         for terms in prep.plans:
             J = np.zeros(G, dtype=complex)
             for term in terms:
                 Pm = term.P(th, grid, scal, G)                                  # G × N
                 if term.inner is None:
-                    q = term.kernel(th, kap, vec, scal)
+                    q = term.kernel(th, kap, vec, scal, cache)
                     J += W * (Pm @ np.broadcast_to(q, (N,)))
                 else:
-                    K = np.broadcast_to(term.kernel(th, kap, vec, scal), (N, N))
-                    J += W * W * np.einsum("gk,gk->g", Pm @ K, term.P2(th, grid, scal, G))
+                    # Σ_kl P_k K_kl P'_l with K in blocks of outer rows: at most PAIRS node pairs at once
+                    acc = np.zeros((G, N), dtype=complex)
+                    step = max(1, PAIRS // N)
+                    for i0 in range(0, N, step):
+                        rows = slice(i0, min(N, i0 + step))
+                        Kb = term.kernel(th, kap, vec, scal, cache, rows=rows if step < N else None)
+                        acc += Pm[:, rows] @ np.broadcast_to(Kb, (rows.stop - rows.start, N))
+                    for key in [k for k in cache if k[0] == "pair"]:
+                        del cache[key]          # per-node products of this term's two-contour traces
+                    J += W * W * np.einsum("gk,gk->g", acc, term.P2(th, grid, scal, G))
             Js.append(J)
         args = Js + [grid[a] if a in grid else scal[a] for a in prep.top_args]
         vals = np.broadcast_to(np.asarray(prep.top(*args)), (G,))
@@ -165,8 +204,9 @@ def curve(de, bindings, over, rtol=1e-8, n0=32, max_level=6):
             err = diff
             if last_diff is not None:
                 # geometric convergence ρ^{−N}: the error of this level ≈ diff·(diff/last_diff)²
-                ratio = diff / np.maximum(last_diff, 1e-300)
-                err = np.where(ratio <= 0.5, diff * ratio ** 2, diff)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    ratio = diff / np.maximum(last_diff, 1e-300)
+                    err = np.where(ratio <= 0.5, diff * ratio ** 2, diff)
             last_diff = diff
             if np.all(err <= rtol * np.abs(vals)):
                 break
@@ -210,28 +250,30 @@ class _Term:
 class _Prepared:
     """Everything symbolic for :func:`curve`, independent of the binding values."""
 
-    def __init__(self, de, over, vectors):
+    def __init__(self, de, over, vectors, dense=False):
         from ..equivalence.spectral_fn import ContourScale
-        from .compiled import _replace
+        from ..objects.walk import atoms_shared
         from .quadrature import find_integrals
         self.de = de
-        self.syms = {x.name: x for x in sp.sympify(de.value).free_symbols | de.expr.free_symbols
+        self.dense = dense
+        # shared-tree walks throughout: a derived value repeats its sub-trees (traces, resolvents) many times
+        self.syms = {x.name: x for x in atoms_shared(sp.sympify(de.value), sp.Symbol) | de.expr.free_symbols
                      if isinstance(x, sp.Symbol)}
         unknowns = {u for g in de.groups for u in g.unknowns}
         value = sp.sympify(de.value)
         groups = list(de.groups)
         self.dims = {x for m in de.expr.atoms(MatrixSymbol) for dim in m.shape for x in sp.sympify(dim).free_symbols}
-        over_syms = {s for s in value.free_symbols if s.name in over}
+        over_syms = {s for s in self.syms.values() if s.name in over}
+        bound = {v for I in atoms_shared(value, sp.Integral) for v in I.variables}
         for g in groups:
-            inside = {x.name for e in (sp.sympify(g.z), *g.equations) for x in e.free_symbols} & set(over)
             # the contour (hence z) may depend on them only through a ContourScale
-            eqs = [e.replace(lambda a: isinstance(a, ContourScale), lambda a: sp.S.One) for e in g.equations]
-            z = sp.sympify(g.z).replace(lambda a: isinstance(a, ContourScale), lambda a: sp.S.One)
-            inside = {x.name for e in (z, *eqs) for x in e.free_symbols} & set(over)
+            cs = {a: sp.S.One for e in (sp.sympify(g.z), *g.equations) for a in atoms_shared(e, ContourScale)}
+            inside = {x.name for e in (sp.sympify(g.z), *g.equations)
+                      for x in atoms_shared(_replace(e, cs), sp.Symbol)} & set(over)
             if inside:
                 raise NotImplementedError(f"curve: the curve parameters {sorted(inside)} enter the self-consistent "
                                           f"equation of {g.unknowns}; evaluate with de.compile() on the grid")
-        matnames = {m.name for m in value.atoms(MatrixSymbol)}
+        matnames = {m.name for m in atoms_shared(value, MatrixSymbol)}
 
         # constant functionals (of bindings only) → symbols, innermost first
         self.consts = []
@@ -242,11 +284,9 @@ class _Prepared:
 
         while True:
             exprs = [value] + [sp.sympify(g.z) for g in groups] + [e for g in groups for e in g.equations]
-            base = set().union(*[e.free_symbols for e in exprs]) - unknowns - over_syms
-            known = {x for x in base if not isinstance(x, MatrixSymbol)
-                     and not any(x in I.variables for I in value.atoms(sp.Integral))} | self.dims | \
-                {s for s, _ in self.consts}
-            atoms = set().union(*[e.atoms(Tr, Form, Norm) for e in exprs])
+            base = set().union(*[atoms_shared(e, sp.Symbol) for e in exprs]) - unknowns - over_syms
+            known = {x for x in base if x not in bound} | self.dims | {s for s, _ in self.consts}
+            atoms = set().union(*[atoms_shared(e, Tr, Form, Norm) for e in exprs])
             atoms = [a for a in atoms if constant(a, known)
                      and not any(b is not a and isinstance(b, (Tr, Form, Norm)) for b in sp.preorder_traversal(a))]
             if not atoms:
@@ -257,13 +297,16 @@ class _Prepared:
                 self.consts.append((sym, a))
                 rep[a] = sym
             rep_all.update(rep)
-            value = _replace(value, rep)
-            groups = [dataclasses.replace(g, z=sp.sympify(g.z).xreplace(rep),
-                                          equations=tuple(e.xreplace(rep) for e in g.equations)) for g in groups]
+            memo = {}
+            value = _replace(value, rep, memo)
+            groups = [dataclasses.replace(g, z=_replace(sp.sympify(g.z), rep, memo),
+                                          equations=tuple(_replace(e, rep, memo) for e in g.equations))
+                      for g in groups]
         # contour scales → symbols; their arguments evaluated over the grid
         self.scales = []
         srep = {}
-        for a in sorted(set(value.atoms(ContourScale)).union(*[sp.sympify(g.z).atoms(ContourScale) for g in groups]),
+        for a in sorted(set(atoms_shared(value, ContourScale)).union(*[sp.sympify(g.z).atoms(ContourScale)
+                                                                        for g in groups]),
                         key=sp.default_sort_key):
             sym = sp.Symbol(f"contour_A{len(self.scales)}", positive=True)
             args = sorted(a.args[0].free_symbols, key=str)
@@ -271,15 +314,14 @@ class _Prepared:
                 raise NotImplementedError(f"curve: the contour scale {a} depends on random-matrix quantities")
             self.scales.append((sym, sp.lambdify(args, a.args[0], modules="numpy"), [x.name for x in args]))
             srep[a] = sym
-        value = _replace(value, srep)
-        groups = [dataclasses.replace(g, z=sp.sympify(g.z).xreplace(srep),
-                                      equations=tuple(e.xreplace(srep) for e in g.equations)) for g in groups]
+        memo = {}
+        value = _replace(value, srep, memo)
+        groups = [dataclasses.replace(g, z=_replace(sp.sympify(g.z), srep, memo),
+                                      equations=tuple(_replace(e, srep, memo) for e in g.equations)) for g in groups]
 
-        ints = [I for I in sp.preorder_traversal(value) if isinstance(I, sp.Integral)]
         thetas = {}
-        for I in ints:
-            for v in I.variables:
-                thetas.setdefault(v, sp.Symbol(f"contour_{v.name.lstrip('_')}_{len(thetas)}", real=True))
+        for v in sorted(bound, key=str):
+            thetas[v] = sp.Symbol(f"contour_{v.name.lstrip('_')}_{len(thetas)}", real=True)
         self.thetas = thetas
         params = {s for s, _ in self.consts} | {s for s, _, _ in self.scales}
         top, found = find_integrals(value)
@@ -288,11 +330,32 @@ class _Prepared:
         plain = sorted((top.free_symbols - {s for s, _ in found}), key=str)
         self.top_args = [x.name for x in plain]
         self.top = sp.lambdify([s for s, _ in found] + plain, top, modules="numpy")
-        self.scalars = sorted({x.name for x in value.free_symbols
+        self.scalars = sorted({x.name for x in atoms_shared(value, sp.Symbol)
                                if not isinstance(x, MatrixSymbol) and x not in unknowns and x not in over_syms
                                and x not in params and x not in thetas and x.name not in matnames}
                               - {x.name for x in self.dims})
         self.plans = []
+        # dense mode: which contour each unknown lives on, and canonical names (one contour's equations
+        # up to renaming are the same numbers at the same nodes: computed once, shared by every word)
+        self.evaluator = None
+        if dense:
+            theta_of, canon = {}, {}
+            classes = {}
+            for g in groups:
+                th = [thetas[v] for v in sp.sympify(g.z).free_symbols if v in thetas]
+                if len(th) != 1:
+                    raise NotImplementedError(f"curve: the spectral parameter {g.z} depends on {len(th)} "
+                                              "integration variables")
+                for u in g.unknowns:
+                    theta_of[u] = th[0]
+                key = _group_key(g, th[0], thetas)
+                rep_th, rep_us = classes.setdefault(key, (sp.Symbol(f"contour_th{len(classes)}", real=True),
+                                                          [sp.Symbol(f"contour_u{len(classes)}_{i}")
+                                                           for i in range(len(g.unknowns))]))
+                canon[th[0]] = rep_th
+                canon.update(zip(g.unknowns, rep_us))
+            self.evaluator = _DenseEval(set(thetas.values()), theta_of, canon)
+        tmemo = {}
         for _, I in found:
             single, double = _integral_terms(I, over_syms, unknowns, thetas)
             terms = []
@@ -300,18 +363,20 @@ class _Prepared:
                 t = _Term()
                 t.inner = None
                 t.P = _weight(P.xreplace(thetas), thetas[outer])
-                t.kernel = _Kernel(Q.xreplace(thetas), (thetas[outer],), unknowns, vectors)
+                t.kernel = _Kernel(_replace(Q, thetas, tmemo), (thetas[outer],), unknowns, vectors, self.evaluator)
                 terms.append(t)
             for (P, P2, outer, inner), K in double.items():
                 t = _Term()
                 t.inner = thetas[inner]
                 t.P = _weight(P.xreplace(thetas), thetas[outer])
                 t.P2 = _weight(P2.xreplace(thetas), thetas[inner])
-                t.kernel = _Kernel(K.xreplace(thetas), (thetas[outer], thetas[inner]), unknowns, vectors)
+                t.kernel = _Kernel(_replace(K, thetas, tmemo), (thetas[outer], thetas[inner]), unknowns, vectors,
+                                   self.evaluator)
                 terms.append(t)
             self.plans.append(terms)
-        # κ of each contour, solved by the engine at that contour's nodes
-        self.solvers, self.solver_unknown, compiled_by, solved_name = {}, {}, {}, {}
+        # κ (or the general law's δ_k) of each contour, solved by the engine at that contour's nodes;
+        # groups with the same equations up to the names of θ and of the unknowns are solved once
+        self.solvers, compiled_by, solved_name = {}, {}, {}
         for g in groups:
             th = [thetas[v] for v in sp.sympify(g.z).free_symbols if v in thetas]
             if len(th) != 1:
@@ -319,18 +384,45 @@ class _Prepared:
                                           "variables")
             g2 = dataclasses.replace(g, z=sp.sympify(g.z).xreplace(thetas),
                                      equations=tuple(e.xreplace(thetas) for e in g.equations))
-            if len(g.unknowns) != 1:
+            if len(g.unknowns) != 1 and not dense:
                 raise NotImplementedError(f"curve: the group {g.unknowns} has several unknowns")
-            u = g.unknowns[0]
-            common = sp.Symbol("contour_common")
-            same = (g.kind, sp.srepr(sp.sympify(g2.z).xreplace({th[0]: common})),
-                    sp.srepr(tuple(e.xreplace({th[0]: common, u: common}) for e in g2.equations)))
+            same = _group_key(g, th[0], thetas)
             f = compiled_by.get(same)
             if f is None:
-                f = compiled_by[same] = _fake(de, u, [g2]).compile()
-                solved_name[same] = u
-            self.solvers[u] = (th[0], f, set(f.parameters), same)
-            self.solver_unknown[u] = solved_name[same]
+                f = compiled_by[same] = _fake(de, g.unknowns[0], [g2]).compile()
+                solved_name[same] = tuple(g.unknowns)
+            self.solvers[tuple(g.unknowns)] = (th[0], f, set(f.parameters), same, solved_name[same])
+
+
+def _replace(e, rep, memo=None):
+    """``e.xreplace(rep)`` rebuilding each distinct sub-tree once (``memo``
+    shared between calls with the same ``rep``), without re-evaluating
+    ``re(…)`` (costly on a contour integral, its value known not to change)
+    or re-checking an ``Integral``'s limits."""
+    memo = {} if memo is None else memo
+
+    def rec(x):
+        hit = memo.get(id(x))
+        if hit is not None:
+            return hit[0]
+        if x in rep:
+            out = rep[x]
+        elif not x.args:
+            out = x
+        else:
+            args = [rec(a) if isinstance(a, sp.Basic) else a for a in x.args]
+            if all(a is b for a, b in zip(args, x.args)):
+                out = x
+            elif isinstance(x, sp.re):
+                out = sp.re(args[0], evaluate=False)
+            elif isinstance(x, sp.Integral):
+                out = sp.Expr.__new__(type(x), *args)       # as ExprWithLimits builds it, limits unchanged
+                out.is_commutative = args[0].is_commutative
+            else:
+                out = x.func(*args)
+        memo[id(x)] = (out, x)
+        return out
+    return rec(e)
 
 
 def _weight(P, th):
@@ -350,38 +442,47 @@ class _Kernel:
     its spectral sums evaluated for diagonal bindings (separable sums over two
     contours by a matrix product)."""
 
-    def __init__(self, Q, axes, unknowns, vectors):
+    def __init__(self, Q, axes, unknowns, vectors, evaluator=None):
         self.axes = axes
         self.sums = []
         rep = {}
-        for a in sorted(Q.atoms(Tr, Form), key=sp.default_sort_key):
+        from ..objects.walk import atoms_shared
+        for a in sorted(atoms_shared(Q, Tr, Form), key=sp.default_sort_key):
             sym = sp.Symbol(f"contour_f{len(rep)}")
             rep[a] = sym
-            self.sums.append((sym.name, _Sum(a, unknowns, vectors)))
-        if Q.atoms(Norm):
+            self.sums.append((sym.name, _Sum(a, unknowns, vectors) if evaluator is None
+                              else _DenseSum(a, evaluator)))
+        if atoms_shared(Q, Norm):
             raise NotImplementedError(f"curve: a spectral norm inside the kernel {Q}")
-        e = Q.xreplace(rep)
-        free = sorted(e.free_symbols, key=str)
+        e = _replace(Q, rep)
+        free = sorted(atoms_shared(e, sp.Symbol), key=str)
         self.names = [x.name for x in free]
         self.fn = sp.lambdify(free, e, modules="numpy")
 
-    def __call__(self, nodes, kap, vec, scal):
+    def __call__(self, nodes, kap, vec, scal, cache=None, rows=None):
+        """The kernel on the node grid; ``rows`` (a slice): only those nodes of the
+        first (outer) contour."""
         env, where = {}, {}
+        outer = self.axes[0] if rows is not None else None
         for i, ax in enumerate(self.axes):
             shp = [1] * len(self.axes)
             shp[i] = -1
             where[ax] = tuple(shp)
-            env[ax.name] = nodes.reshape(shp)
+            env[ax.name] = (nodes[rows] if ax == outer else nodes).reshape(shp)
         for u, (tsym, vals) in kap.items():
             if tsym in where:
-                env[u.name] = vals.reshape(where[tsym])
+                env[u.name] = (vals[rows] if tsym == outer else vals).reshape(where[tsym])
         for name, s in self.sums:
-            env[name] = s(env, kap, where, vec, scal)
+            env[name] = (s(env, kap, where, vec, scal) if cache is None else
+                         s(env, kap, where, vec, scal, cache, nodes=nodes, rows=rows, outer=outer))
         return np.asarray(self.fn(*[env[a] if a in env else scal[a] for a in self.names]), dtype=complex)
 
 
 class _Sum:
     """``Tr f(Σ) = Σ_i f(s_i)`` or ``uᵀf(Σ)v = Σ_i u_i v_i f(s_i)``."""
+
+    def __call__(self, env, kap, where, vec, scal, cache=None, **_):
+        return self._call(env, kap, where, vec, scal)
 
     def __init__(self, a, unknowns, vectors):
         self.c, e = _parts(a, vectors)
@@ -411,7 +512,7 @@ class _Sum:
                                _entry_fn(pa[1], self.entries))
         self.whole = _entry_fn(e, self.entries)
 
-    def __call__(self, env, kap, where, vec, scal):
+    def _call(self, env, kap, where, vec, scal):
         arrs = [vec[x.name[len("contour_diag_"):]] for x in self.entries]
         d = len(arrs[0]) if arrs else 1
         c = np.ones(d) if self.c is None else vec[self.c[0]] * vec[self.c[1]]
@@ -541,6 +642,277 @@ def _functional(a, vec, scal):
         vals = vals * vec[c[0]] * vec[c[1]]
     d = max([len(x) for x in arrs] + ([len(vec[c[0]])] if c is not None else []) + [1])
     return np.sum(np.broadcast_to(vals, (d,)))
+
+
+# ------------------------------------------------------------------ full-matrix (dense) bindings
+def _dense_binding(name, v):
+    """A full ``d×d`` matrix binding: finite, real, square."""
+    try:
+        a = np.asarray(v, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"curve: binding {name!r} must be a real matrix") from None
+    if a.shape[0] != a.shape[1]:
+        raise ValueError(f"curve: binding {name!r} must be a square matrix, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"curve: binding {name!r} must be finite")
+    return a
+
+
+def _group_key(g, th, thetas):
+    """The equations of a group up to the names of its contour variable and
+    its unknowns: groups with equal keys have equal values at equal nodes."""
+    hit = _KEYS.get(id(g))
+    if hit is not None and hit[0] is g:
+        return hit[1]
+    common = sp.Symbol("contour_common")
+    us = {u: sp.Symbol(f"contour_unknown{i}") for i, u in enumerate(g.unknowns)}
+    rep = {v: (common if thetas[v] == th else thetas[v]) for v in thetas}
+    rep.update({th: common, **us})
+    z = sp.sympify(g.z).xreplace(rep)
+    eqs = tuple(e.xreplace(rep) for e in g.equations)
+    key = (g.kind, z, eqs)
+    _KEYS[id(g)] = (g, key)
+    return key
+
+
+_KEYS = {}
+
+
+class _DenseEval:
+    """Values of matrix expressions at the contour nodes for full-matrix
+    bindings (pooled/shifted cores, non-commuting ``Σ_k``, ``B``).
+
+    A factor depends on at most one contour variable ``θ`` (directly or
+    through the unknowns solved on that contour) and is held as an
+    ``(N, p, q)`` array over the nodes (``(p, q)`` when constant; vectors are
+    columns). Its value depends only on the factor *up to the names of θ and
+    of the unknowns* (:func:`_group_key`): the cache is keyed by that
+    canonical form, so the resolvent ``(Σ_k c_kρ_k(θ)Σ_k + B − z(θ))⁻¹`` is
+    inverted once per node for every word of the value, whichever contour
+    variable the word's integral was given. A trace of factors on two
+    contours, ``Tr[L(θ) M(θ')]`` with ``L`` the product of the factors on
+    ``θ`` (and constants), ``M`` the rest, read cyclically, is the matrix
+    product ``T_kl = Σ_ij L_k,ij M_l,ji`` over the node pairs (``L``, ``M``
+    flattened to ``N × pq``); words that alternate between the two contours
+    more than once are refused by name."""
+
+    def __init__(self, thetas, theta_of, canon):
+        self.thetas = thetas
+        self.theta_of = theta_of
+        self.canon = canon
+        self.scalar_fns = {}
+        self.deps_memo = {}
+
+    def deps(self, e):
+        r = self.deps_memo.get(e)
+        if r is None:
+            r = set()
+            for x in e.free_symbols:
+                if x in self.thetas:
+                    r.add(x)
+                elif x in self.theta_of:
+                    r.add(self.theta_of[x])
+            r = self.deps_memo[e] = frozenset(r)
+        return r
+
+    # -- scalars
+    def scalar(self, e, nodes, kap, scal):
+        """A scalar expression on one contour: ``(N,)`` array (or a number)."""
+        e = sp.sympify(e)
+        if e.is_Number:
+            return complex(e)
+        key = e.xreplace(self.canon)
+        hit = self.scalar_fns.get(key)
+        if hit is None:
+            free = sorted(key.free_symbols, key=str)
+            hit = self.scalar_fns[key] = (sp.lambdify(free, key, modules="numpy"), free)
+        f, free = hit
+        inv = {v: k for k, v in self.canon.items() if k in e.free_symbols}
+        args = []
+        for x in free:
+            orig = inv.get(x, x)
+            if orig in self.thetas:
+                args.append(nodes)
+            elif orig in kap:
+                args.append(kap[orig][1])
+            elif x.name in scal:
+                args.append(scal[x.name])
+            else:
+                raise NotImplementedError(f"curve: no value for {x} in {e}")
+        return np.asarray(f(*args), dtype=complex)
+
+    # -- matrices
+    def matrix(self, M, nodes, kap, vec, scal, cache):
+        """``M`` (one contour at most) as ``(N, p, q)`` or ``(p, q)``."""
+        if len(self.deps(M)) > 1:
+            raise NotImplementedError(f"curve: the factor {M} depends on two contour variables")
+        key = ("m", M.xreplace(self.canon)) if self.deps(M) else ("m", M)
+        out = cache.get(key)
+        if out is None:
+            out = cache[key] = self._matrix(M, nodes, kap, vec, scal, cache)
+        return out
+
+    def _dim(self, k, scal):
+        k = sp.sympify(k)
+        return int(round(float(k.xreplace({x: scal[x.name] for x in k.free_symbols}))))
+
+    def _matrix(self, M, nodes, kap, vec, scal, cache):
+        if isinstance(M, MatrixSymbol):
+            if M.name not in vec:
+                raise NotImplementedError(f"curve: {M} has no binding")
+            v = vec[M.name]
+            return v[:, None] if v.ndim == 1 else v
+        if isinstance(M, Identity):
+            return np.eye(self._dim(M.shape[0], scal))
+        if isinstance(M, ZeroMatrix):
+            return np.zeros((self._dim(M.shape[0], scal), self._dim(M.shape[1], scal)))
+        if isinstance(M, Transpose):
+            return np.swapaxes(self.matrix(M.arg, nodes, kap, vec, scal, cache), -1, -2)
+        if isinstance(M, Inverse):
+            return np.linalg.inv(self.matrix(M.arg, nodes, kap, vec, scal, cache))
+        if isinstance(M, MatPow) and sp.sympify(M.exp).is_integer:
+            A = self.matrix(M.base, nodes, kap, vec, scal, cache)
+            k = int(M.exp)
+            return np.linalg.matrix_power(np.linalg.inv(A) if k < 0 else A, abs(k))
+        if isinstance(M, MatMul):
+            c, mats = M.as_coeff_matrices()
+            out = None
+            for m in mats:
+                a = self.matrix(m, nodes, kap, vec, scal, cache)
+                out = a if out is None else out @ a
+            return _scale(self.scalar(c, nodes, kap, scal), out)
+        if isinstance(M, MatAdd):
+            out = 0
+            for a in M.args:
+                out = out + self.matrix(a, nodes, kap, vec, scal, cache)
+            return out
+        raise NotImplementedError(f"curve: cannot evaluate the matrix {M} for full-matrix bindings")
+
+    # -- traces and forms
+    def trace(self, arg, where, nodes, kap, vec, scal, cache, rows=None, outer=None):
+        """``Tr[arg]`` (a form ``uᵀMv`` is the trace of the ``1×1`` product)
+        on the node grid: a number, ``(N,)`` on one contour (all nodes), ``(N, N)``
+        on two (oriented by ``where``; only ``rows`` of the ``outer`` contour
+        when given)."""
+        if isinstance(arg, MatAdd):
+            out = 0
+            for a in arg.args:
+                out = out + self.trace(a, where, nodes, kap, vec, scal, cache, rows, outer)
+            return out
+        c, mats = arg.as_coeff_matrices() if isinstance(arg, MatMul) else (sp.S.One, [arg])
+        cdeps = self.deps(sp.sympify(c))
+        if cdeps:
+            raise NotImplementedError(f"curve: the coefficient {c} of {arg} depends on a contour variable")
+        c = complex(self.scalar(c, nodes, kap, scal)) if sp.sympify(c).free_symbols else complex(c)
+        tags = []
+        for m in mats:
+            dm = self.deps(m)
+            if len(dm) > 1:
+                raise NotImplementedError(f"curve: the factor {m} depends on two contour variables")
+            tags.append(next(iter(dm)) if dm else None)
+        on = sorted({x for x in tags if x is not None}, key=str)
+        if len(on) > 2:
+            raise NotImplementedError(f"curve: the trace of {arg} involves more than two contour variables")
+        if len(on) <= 1:
+            key = ("tr", arg.xreplace(self.canon) if on else arg)
+            out = cache.get(key)
+            if out is None:
+                vals = [self.matrix(m, nodes, kap, vec, scal, cache) for m in mats]
+                out = vals[0]
+                for v in vals[1:]:
+                    out = out @ v
+                out = cache[key] = c * np.trace(out, axis1=-2, axis2=-1)
+            return out
+        pair = cache.get(("pair", arg))
+        if pair is not None:
+            return self._pair(pair, where, rows, outer)
+        vals = [self.matrix(m, nodes, kap, vec, scal, cache) for m in mats]
+        # read cyclically: one run on θa, one on θb (constants between runs go with either)
+        k = len(vals)
+        nz = [i for i in range(k) if tags[i] is not None]
+        cuts = [j for j in range(len(nz)) if tags[nz[j]] != tags[nz[j - 1]]]
+        if len(cuts) != 2:
+            raise NotImplementedError(
+                f"curve: the trace of {arg} alternates between two contours more than once; use de.compile()")
+        # start at 0 (a form's uᵀ stays first) when the first factor on a contour opens a run
+        start = 0 if cuts[0] == 0 else nz[cuts[0]]
+        seq = [(r + start) % k for r in range(k)]
+        first = next(tags[j] for j in seq if tags[j] is not None)
+        split = next(i for i, j in enumerate(seq) if tags[j] is not None and tags[j] != first)
+        L = vals[seq[0]]
+        for j in seq[1:split]:
+            L = L @ vals[j]
+        Rm = vals[seq[split]]
+        for j in seq[split + 1:]:
+            Rm = Rm @ vals[j]
+        N = len(nodes)
+        L = np.broadcast_to(L, (N,) + L.shape[-2:])
+        Rm = np.broadcast_to(Rm, (N,) + Rm.shape[-2:])
+        pair = cache[("pair", arg)] = (c, first, L, Rm)
+        return self._pair(pair, where, rows, outer)
+
+    @staticmethod
+    def _pair(pair, where, rows, outer):
+        """``T[k, l] = c·Tr[L_k R_l]`` (first contour on axis 0), oriented by
+        ``where``; only ``rows`` of the ``outer`` contour when given."""
+        c, first, L, Rm = pair
+        if rows is None:
+            T = c * _pair_trace(L, Rm)
+            return T if where[first] == (-1, 1) else T.T
+        if first == outer:
+            return c * _pair_trace(L[rows], Rm)
+        return (c * _pair_trace(L, Rm[rows])).T
+
+
+#: entries of one block of :func:`_pair_trace` (``rows × p·q`` complex numbers)
+PAIR_CHUNK = 2 ** 21
+
+
+def _pair_trace(L, R):
+    """``T[k, l] = Tr[L_k R_l] = Σ_ij L_k,ij R_l,ji`` for ``L: (N, p, q)``,
+    ``R: (N, q, p)``: one matrix product of the flattened arrays, in blocks of
+    rows so that at most ``PAIR_CHUNK`` entries are copied at once."""
+    N, p, q = L.shape
+    Lf = L.reshape(N, p * q)
+    Rf = np.swapaxes(R, -1, -2).reshape(R.shape[0], p * q)
+    step = max(1, PAIR_CHUNK // max(1, p * q))
+    if step >= N:
+        return Lf @ Rf.T
+    out = np.empty((N, R.shape[0]), dtype=np.result_type(Lf, Rf))
+    for i in range(0, N, step):
+        out[i:i + step] = Lf[i:i + step] @ Rf.T
+    return out
+
+
+def _scale(c, A):
+    c = np.asarray(c)
+    if c.ndim == 0:
+        return complex(c) * A if np.iscomplexobj(c) and c.imag != 0 else c.real * A if c.imag == 0 else c * A
+    return c[:, None, None] * A
+
+
+class _DenseSum:
+    """A ``Tr``/``Form`` of the kernel for full-matrix bindings (:class:`_DenseEval`)."""
+
+    def __init__(self, a, evaluator):
+        self.a, self.ev = a, evaluator
+
+    def __call__(self, env, kap, where, vec, scal, cache, nodes=None, rows=None, outer=None):
+        v = np.asarray(self.ev.trace(self.a.arg, where, nodes, kap, vec, scal, cache, rows=rows, outer=outer))
+        if v.ndim == 1:
+            (ax,) = self.ev.deps(self.a.arg)
+            return (v[rows] if ax == outer else v).reshape(where[ax])
+        return v
+
+
+def _dense_functional(a, vec, scal):
+    """A constant functional at full-matrix bindings."""
+    if isinstance(a, Norm):
+        if not isinstance(a.arg, MatrixSymbol) or a.arg.name not in vec:
+            raise NotImplementedError(f"curve: the spectral norm {a}")
+        return float(np.linalg.norm(vec[a.arg.name], 2))
+    ev = _DenseEval(set(), {}, {})
+    return complex(ev.trace(a.arg, {}, np.zeros(1), {}, vec, scal, {}))
 
 
 # ------------------------------------------------------------------ structure
