@@ -8,7 +8,8 @@ with their SymPy Jacobian.
 
 Real ``z ≥ 0``: the fixed-point map ``δ ↦ c Tr[ΣR(δ)]/n`` is increasing in
 ``δ`` and from ``δ = 0`` rises monotonically to the physical root; Newton
-steps are kept where they stay non-negative and reduce ``|F|``. The shift
+steps (in ``δ``, else in ``log δ``) are kept where they stay non-negative and
+reduce ``|F|``, else the fixed-point step is taken. The shift
 must be symmetric PSD (checked on the bound values).
 
 Complex ``z`` (Im z < 0 after conjugation; the solvers' continuation in
@@ -37,6 +38,42 @@ def _scatter_to(n, idx, v):
     out = np.zeros(n)
     out[idx] = v
     return out
+
+
+def _newton_step(F, J, k):
+    """``J⁻¹F`` per point (NaN where ``J`` is singular)."""
+    if k == 1:
+        return [F[0] / J[0]]
+    Jm = np.stack([np.broadcast_to(j, np.shape(F[0])) for j in J], axis=-1).reshape(-1, k, k)
+    Fm = np.stack(F, axis=-1)[..., None]
+    try:
+        return list(np.moveaxis(np.linalg.solve(Jm, Fm)[..., 0], -1, 0))
+    except np.linalg.LinAlgError:
+        return [np.full(len(F[0]), np.nan) for _ in range(k)]
+
+
+def _log_newton(x, F, J, k):
+    """Newton step for ``G(u) = log φ(e^u) − u = 0`` (``u = log δ``, ``φ(δ) = δ − F(δ)`` the
+    fixed-point map): ``∂G_i/∂u_j = (δ_ij − J_ij) δ_j/φ_i − δ_ij``. In log coordinates the
+    map's saturation (``φ`` nearly linear with slope → 1 at ``n = d``, tiny ``z``, where plain
+    Newton overshoots by orders of magnitude and the fixed-point map crawls) becomes a
+    smooth ``G``; returns the new ``δ = δ e^{Δu}`` (NaN where ``δ`` or ``φ`` is not positive)."""
+    with np.errstate(all="ignore"):
+        phi = [a - f for a, f in zip(x, F)]
+        pos = np.all([(a > 0) & (ph > 0) for a, ph in zip(x, phi)], axis=0)
+        G = [np.log(np.where(pos, ph, 1.0)) - np.log(np.where(pos, a, 1.0)) for a, ph in zip(x, phi)]
+        JG = [((1.0 if i == j else 0.0) - J[i * k + j]) * x[j] / phi[i] - (1.0 if i == j else 0.0)
+              for i in range(k) for j in range(k)]
+        if k == 1:
+            du = [G[0] / JG[0]]
+        else:
+            Jm = np.stack([np.broadcast_to(j, np.shape(x[0])) for j in JG], axis=-1).reshape(-1, k, k)
+            Gm = np.stack(G, axis=-1)[..., None]
+            try:
+                du = list(np.moveaxis(np.linalg.solve(np.where(np.isfinite(Jm), Jm, 0.0), Gm)[..., 0], -1, 0))
+            except np.linalg.LinAlgError:
+                du = [np.full(len(x[0]), np.nan) for _ in range(k)]
+        return [np.where(pos, a * np.exp(np.clip(-d_, -30.0, 30.0)), np.nan) for a, d_ in zip(x, du)]
 
 
 @register
@@ -127,7 +164,14 @@ class GeneralSystem(LawSystem):
         safeguarded by the fixed-point map ``δ ↦ δ − F(δ)``
         (``= c_j Tr[Σ_j R]/n_j``), which is increasing in ``δ`` and from
         ``δ = 0`` rises monotonically to the physical root; a Newton step is
-        kept where it stays non-negative and reduces ``|F|``."""
+        kept where it stays non-negative and reduces ``|F|``, else a Newton step
+        in ``u = log δ`` on ``G(u) = log φ(e^u) − u`` (:func:`_log_newton`) where
+        that reduces ``|F|``, else the fixed-point step. The positive fixed
+        point is unique (the map is positive, increasing and sub-homogeneous,
+        ``φ(αδ) < αφ(δ)`` for ``α > 1``), so any accepted step stays on the
+        physical branch. Converged: ``Σ|F| ≤ xtol(1 + Σδ)`` and the Newton
+        step ``Σ|J⁻¹F| ≤ 10³ xtol(1 + Σδ)`` (a small residual alone is not
+        enough where ``J`` is nearly singular: ``n = d``, tiny ``z``)."""
         self.check_shift(env, bound)
         k = len(self.unknowns)
         n = len(z)
@@ -157,7 +201,13 @@ class GeneralSystem(LawSystem):
                 break
             xa = [v[act] for v in x]
             fnorm = sum(np.abs(f) for f in F)
-            done = fnorm <= xtol * (1 + sum(np.abs(v) for v in xa))
+            size = 1 + sum(np.abs(v) for v in xa)
+            # a small residual alone is not enough where the Jacobian is nearly singular
+            # (n = d, tiny z: |F| ≤ xtol·δ left δ 2e-8 off): the Newton step must be small too
+            # (where J is singular the step is NaN and the residual test decides alone)
+            with np.errstate(all="ignore"):
+                snorm = sum(np.abs(s_) for s_ in _newton_step(F, J, k))
+            done = (fnorm <= xtol * size) & ((snorm <= 1e3 * xtol * size) | ~np.isfinite(snorm))
             conv[act[done]] = True
             keep = ~done
             act = act[keep]
@@ -168,32 +218,32 @@ class GeneralSystem(LawSystem):
             J = [j[keep] for j in J]
             fnorm = fnorm[keep]
             with np.errstate(all="ignore"):
-                if k == 1:
-                    step = [F[0] / J[0]]
-                else:
-                    Jm = np.stack(J, axis=-1).reshape(-1, k, k)
-                    Fm = np.stack(F, axis=-1)[..., None]
-                    try:
-                        step = list(np.moveaxis(np.linalg.solve(Jm, Fm)[..., 0], -1, 0))
-                    except np.linalg.LinAlgError:
-                        step = [np.full(len(act), np.nan) for _ in range(k)]
+                step = _newton_step(F, J, k)
                 xn = [a - s_ for a, s_ in zip(xa, step)]
                 fp = [a - f for a, f in zip(xa, F)]
+                xl = _log_newton(xa, F, J, k)
             good = np.all([np.isfinite(v) & (v >= 0) for v in xn], axis=0)
-            cand = [np.where(good, v, f) for v, f in zip(xn, fp)]
-            Fn_, Jn = ev([_scatter_to(n, act, c) for c in cand], act)
-            fn_norm = sum(np.abs(f) for f in Fn_)
-            worse = good & ~(fn_norm < fnorm)
-            if worse.any():
-                cand = [np.where(worse, f, c) for c, f in zip(cand, fp)]
-                sub = np.nonzero(worse)[0]
-                F2, J2 = ev([_scatter_to(n, act[sub], c[sub]) for c in cand], act[sub])
+            okl = np.all([np.isfinite(v) & (v > 0) for v in xl], axis=0)
+            # candidates in order: Newton, Newton in log δ, the fixed-point map (always taken);
+            # the first two only where they reduce |F|
+            m_ = len(act)
+            cand = [f.copy() for f in fp]
+            Fn_ = [np.zeros(m_) for _ in range(k)]
+            Jn = [np.zeros(m_) for _ in range(k * k)]
+            pending = np.ones(m_, dtype=bool)
+            for trial, valid in ((xn, good), (xl, okl), (fp, np.ones(m_, dtype=bool))):
+                sub = np.nonzero(pending & valid)[0]
+                if not len(sub):
+                    continue
+                F2, J2 = ev([_scatter_to(n, act[sub], t[sub]) for t in trial], act[sub])
+                acc = (sum(np.abs(f) for f in F2) < fnorm[sub]) | (trial is fp)
+                take_ = sub[acc]
                 for i_ in range(k):
-                    Fn_[i_] = Fn_[i_].copy()
-                    Fn_[i_][sub] = F2[i_]
+                    cand[i_][take_] = trial[i_][take_]
+                    Fn_[i_][take_] = F2[i_][acc]
                 for i_ in range(k * k):
-                    Jn[i_] = Jn[i_].copy()
-                    Jn[i_][sub] = J2[i_]
+                    Jn[i_][take_] = J2[i_][acc]
+                pending[take_] = False
             for i_ in range(k):
                 x[i_][act] = cand[i_]
             nit[act] += 1
