@@ -458,3 +458,26 @@ def test_separable_complex_projector_K_equals_wishart(laws):
         assert abs(va - vb) <= 1e-8 * abs(vb), (rf, dd, nn, r_, lam_c, va, vb)
         done += 1
     assert done >= 30
+
+
+def test_standalone_module_separable_nu_tiny_ridge(laws, tmp_path):
+    """The generated module (``de.to_python()``, its own runtime solvers) takes ν
+    from the better-conditioned equation too: same closed form as
+    :func:`test_separable_nu_rank_deficient_K_tiny_ridge` (it used to refuse from
+    λ ≈ 1e-9 on, its residual check catching the 5 % error)."""
+    import importlib.util
+    S = sr.Covariance("Sigma", d)
+    K = sr.Covariance("K", n)
+    XK = sr.GaussianData("X", n, S, K=K)
+    src = sr.deterministic_equivalent(sr.ntr(K * (XK * XK.T / n + lam * sr.I(n)).inverse())).to_python()
+    path = tmp_path / "sep_gram_mod.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("sep_gram_mod", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    kv = np.r_[np.ones(3), np.zeros(9)]
+    lams = np.logspace(-4, -14, 6)
+    kap = ((57 + 12 * lams) + np.sqrt((57 + 12 * lams) ** 2 + 144 * lams)) / 6
+    nu = lams * (1 + kap) / (5 * kap)
+    got = mod.evaluate(Sigma=np.ones(60), n=12, K=kv, lam=lams)
+    np.testing.assert_allclose(got, nu * 3 / ((1 + nu) * 12 * lams), rtol=1e-9)

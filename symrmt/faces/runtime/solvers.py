@@ -194,6 +194,19 @@ def _separable(labels, z, S, K, m, sizes, s):
     _not_converged(labels[0], conv, s)
     df, _ = _df(specS, k)
     v, ok = inner(np.arange(n), df)
+    # ν from the better-conditioned equation: Tr[K(K+ν)⁻¹] = df amplifies the rounding
+    # of df by c₁ = df/Tr[νK(K+ν)⁻²] (diverges as ν → 0 when df nears rank K);
+    # ν = m z/(κ Π_j(1 − df/m_j) df) by c₂ = 1 + Σ_j df/(m_j − df)
+    with np.errstate(all="ignore"):
+        dK, ddK = _df(specK, v)
+        P, c2 = np.ones(n), np.ones(n)
+        for mj in ms:
+            P, c2 = P * (1 - df / mj), c2 + np.abs(df / (mj - df))
+        v2 = m * z / (k * P * df)
+        c1 = np.abs(dK / (v * ddK))
+        use = (z > 0) & np.isfinite(v2) & (v2 > 0) & np.isfinite(v) & (c2 < c1)
+        v = np.where(use, v2, v)
+        ok = ok | use
     _not_converged(labels[1], ok, s)
     return k, v
 
