@@ -2,7 +2,9 @@
 item 6): ``symrmt run autofpt_examples --quick`` end to end (exits non-zero if
 any theory-vs-Monte-Carlo row, tolerance ``4·sem + 6·|theory|/d``, or check
 fails); the non-commuting rows: the engine agrees with Monte Carlo within that
-tolerance and the commuting shortcut (Σ₂ bound as its eigenvalues) does not."""
+tolerance and the commuting shortcut (Σ₂ bound as its eigenvalues) does not; the recorded auto-fpt run
+(derivations/data/autofpt_measured.json) is read: its values agree with symrmt's live values (≤ 1e-8) and its
+times are tabulated."""
 import json
 import os
 import pathlib
@@ -36,6 +38,10 @@ def test_autofpt_quick_and_non_commuting(tmp_path):
         assert abs(r["engine"] - r["mc"]) <= r["tol"]
         shortcut_tol = 4 * r["sem"] + 6 * abs(r["shortcut"]) / r["d"]
         assert abs(r["shortcut"] - r["mc"]) > shortcut_tol
+    assert nc["autofpt_recorded"] is not None and len(nc["dense_mc_recorded"]) >= 2
+    vals = summary["checks"]["auto-fpt values vs symrmt"]
+    assert vals["passed"] and all(r["rel"] <= 1e-8 for r in vals["rows"])
     timing = summary["checks"]["derivation times vs auto-fpt"]
-    assert set(timing["times"]) >= {"mp_trace", "subordination_trace"}
-    assert timing["autofpt"]["looked_up"] and timing["autofpt"]["not_run"]
+    assert set(timing["times"]) >= {"mp_trace", "subordination_trace", "rf_noise_trace"}
+    assert len(timing["autofpt_commit"]) == 40
+    assert all(r["autofpt_s"] > 0 and r["symrmt_s"] > 0 for r in timing["recorded"].values())
