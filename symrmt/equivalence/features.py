@@ -46,7 +46,12 @@ resolvents at different ridges is kept whole (partial fractions would carry
 ``Ŝ⁺ ≃ κ₀' Σ(Σ+κ₀)⁻²`` and the null-space projector
 ``I − ŜŜ⁺ ≃ κ₀(Σ+κ₀)⁻¹`` from the ridgeless law ``κ₀ = κ(0⁺)`` (``0`` when
 ``p ≥ rank Σ``), ``κ₀' = 1/(1 − Tr[Σ²(Σ+κ₀)⁻²]/p)``; polynomials by the exact
-Wishart moments. The feature ridge is ``a = κ_F``, so ``κ`` is the unknown of
+Wishart moments. ``E Ŝ⁺`` is infinite at ``p = rank Σ`` (square Wishart;
+``κ₀ = 0``, ``κ₀' = ∞``), yet words finite there (``‖â‖²``, training error,
+GCV, the square second layer of a chain) carry the ``Ŝ⁺`` pieces with a total
+coefficient that vanishes identically once each ridge is written through its
+law: such pieces are dropped exactly (:func:`_resolve_pinv`), so ``p = d`` is
+the limit, not ``∞ − ∞``. The feature ridge is ``a = κ_F``, so ``κ`` is the unknown of
 the product law ``κ(1 − df₁/n)(1 − df₁/p) = λ`` (docs/math.md) — the same block
 the one-point rules use. In particular ``uᵀΣ_⊥u ≃ κ₀ uᵀΣ(Σ+κ₀)⁻¹u``.
 
@@ -416,6 +421,9 @@ class _Stage:
         self.fnoise, self.eng = noise, eng
         self.tau = sp.simplify(noise[1] ** 2) if noise else sp.S.Zero     # τ = c²
         self.lowered = {}   # ridge a (no placeholder) → κ_a of the F-law at ridge a (noise only)
+        self.pinv = {}      # placeholder P → (layer, its value): pieces with a pole at s = 0 (Σ_F⁺, :func:`_stage_f`)
+        self.relations = []  # (z, lhs): the chain laws' equations lhs(κ) = z of this word's ridges
+        self.calcs = {}     # layer → its _Calculus
 
     def beta(self, u):
         key = sp.srepr(u)
@@ -643,9 +651,11 @@ def nested_value(eng, word, plan):
             from ..laws.feature_noise import NoisyCore
             side = eng.reg.side(NoisyCore(X, "data", chain, noise=noise), g.z)
             a_of[g.unknowns[0]] = st.place(side.kA, st.L) - st.tau
+            st.relations.append(_relation(eng, side.kA))
             continue
         side = eng.reg.side(Core(X, "data", chain), g.z)
         a_of[g.unknowns[0]] = st.place(side.kA, st.L)
+        st.relations.append(_relation(eng, side.kA))
     inner = inner.xreplace(a_of)
     return _stage_f(eng, st, inner)
 
@@ -657,8 +667,26 @@ def _stage_f(eng, st, value):
         # uᵀΣ_⊥u = uᵀΣu − β_uᵀ Σ_L β_u (Σ_⊥ = Σ − Σ𝔉Σ_L⁺𝔉ᵀΣ)
         bL = st.betas[sp.srepr(u)][-1]
         value = value.xreplace({v: Form(u.T * st.X.Sigma * u) - Form(bL.T * st.S * bL)})
-    for layer in range(st.L, 0, -1):
-        calc = _Calculus(eng, st, layer)
+    value = _layers(eng, st, value, st.L)
+    # pieces with a pole at s = 0 (Σ_F⁺) of layer ℓ, averaged over the layers below it
+    full, todo = {}, list(st.pinv)
+    while todo:
+        P = todo.pop()
+        layer, expr = st.pinv[P]
+        full[P] = _layers(eng, st, expr, layer - 1)
+        todo += [Q for Q in st.pinv if Q not in full and Q not in todo]
+    places = st.place_values()
+    value = value.xreplace(places)
+    full = {P: e.xreplace(places) for P, e in full.items()}
+    return _resolve_pinv(st, value, full)
+
+
+def _layers(eng, st, value, top):
+    """Stage F of layers ``top, top−1, …, 1`` on ``value`` (functionals of the stand-ins)."""
+    for layer in range(top, 0, -1):
+        if layer not in st.calcs:
+            st.calcs[layer] = _Calculus(eng, st, layer)
+        calc = st.calcs[layer]
         mine = [calc.S] + list(calc.beta_of)
         for _ in range(8):      # innermost functionals first (a Gram-side trace can nest them)
             funcs = {f for f in value.atoms(Tr, Form) if any(f.has(x) for x in mine)
@@ -668,7 +696,81 @@ def _stage_f(eng, st, value):
             value = value.xreplace({f: calc.functional(f) for f in funcs})
         if any(value.has(x) for x in mine):
             raise NotImplementedError("random features: internal — stand-ins left after averaging over F")
-    return value.xreplace(st.place_values())
+    return value
+
+
+def _relation(eng, kappa):
+    """``(z, lhs)`` of the one-equation group ``lhs(κ) = z`` of ``κ`` (``None`` if not that shape)."""
+    for g in eng.reg.groups():
+        if tuple(g.unknowns) == (kappa,) and len(g.equations) == 1 \
+                and sp.sympify(g.equations[0].rhs) == sp.sympify(g.z):
+            return sp.sympify(g.z), g.equations[0].lhs
+    return None
+
+
+def _resolve_pinv(st, value, full):
+    """Replace the placeholders ``P`` of the ``Σ_F⁺`` pieces (:meth:`_Calculus._pinv`).
+
+    ``E u'ᵀŜ⁺u'`` and ``E Tr Ŝ⁺`` (``Ŝ = Σ^{1/2}FFᵀΣ^{1/2}``, ``p`` samples) are
+    infinite at ``p = d`` (square Wishart; their equivalent ``κ₀' = 1/(1 −
+    Tr[Σ²(Σ+κ₀)⁻²]/p)`` with ``κ₀ = 0`` there), yet a word that is finite there
+    (``‖â‖²``, the training error, …) carries them with a total coefficient
+    that is identically zero once the ridge ``z`` is written through its law
+    (``z = κ_F(1 − Tr[Σ_F(Σ_F+κ_F)⁻¹]/n)`` after stage F): the pieces cancel
+    exactly, but ``∞ − ∞`` at ``p = d`` (NaN) and cancellation near it. A
+    placeholder the value does not depend on is set to ``0`` (an exact
+    rewriting for every ``p``, and the removable ``0/0`` at ``p = d`` gone);
+    one it does depend on gets its value (unchanged: infinite at ``p = d``).
+
+    The dependence is decided exactly, not numerically: the value, with each
+    ``z`` replaced by its law's left side, is a rational function of the
+    placeholders, the unknowns, the parameters and the trace/form atoms
+    (taken as independent variables, which only makes the test stricter).
+    It is evaluated in exact rational arithmetic at two random points that
+    differ only in ``P``, at two independent draws (fixed seed); a rational
+    function of degree ``D`` that depends on ``P`` takes equal values at such a
+    pair with probability at most ``2D/2⁶²`` (Schwartz–Zippel lemma), and any
+    undefined evaluation (a pole hit) keeps ``P``'s value."""
+    if not full:
+        return value
+    subst = {}
+    for rel in st.relations:
+        if rel is None:
+            continue
+        z, lhs = rel
+        if isinstance(z, sp.Symbol) and z not in subst and not lhs.has(z):
+            subst[z] = lhs
+    while True:
+        ps = [P for P in full if value.has(P)]
+        if not ps:
+            return value
+        P = ps[0]
+        if _independent_of(value.xreplace(subst), P, ps):
+            value = value.xreplace({P: sp.S.Zero})
+        else:
+            value = value.xreplace({P: full[P]})
+
+
+def _independent_of(expr, P, others, draws=2, seed=20261128):
+    """Whether ``expr`` (a rational function) does not depend on ``P``, by
+    exact evaluation at random rational points (see :func:`_resolve_pinv`)."""
+    import random
+    rng = random.Random(seed)
+    expr = expr.xreplace({f: sp.Rational(f) for f in expr.atoms(sp.Float)})
+
+    def r():
+        return sp.Rational(rng.randrange(1, 2 ** 62), rng.randrange(1, 2 ** 62))
+    for _ in range(draws):
+        vals = {a: r() for a in expr.atoms(Tr, Form)}
+        e = expr.xreplace(vals)
+        syms = {x: r() for x in e.free_symbols if x not in others}
+        e = e.xreplace(syms)
+        base = {Q: r() for Q in others if Q != P}
+        v1 = e.xreplace({**base, P: r()})
+        v2 = e.xreplace({**base, P: r()})
+        if not (v1.is_Rational and v2.is_Rational) or v1 != v2:
+            return False
+    return True
 
 
 _S = sp.Dummy("s")       # an eigenvalue of Σ_F
@@ -977,9 +1079,21 @@ class _Calculus:
         if c0 != 0 or reg0 != 0:
             k0, k0p = self.kappa0()
             R0 = (Sigma + k0 * Identity(d)).inverse()
-            total += c0 * k0p * F(Sigma * Sigma * R0 * R0)
+            if c0 != 0:
+                total += c0 * self._pinv(k0p * F(Sigma * Sigma * R0 * R0))
             total -= reg0 * k0 * F(Sigma * R0)
         return total
+
+    def _pinv(self, value):
+        """A placeholder for a piece with a pole at ``s = 0`` (``Σ_F⁺``:
+        ``u'ᵀŜ⁺u' ≃ κ₀'uᵀΣ²(Σ+κ₀)⁻²u``, ``Tr Ŝ⁺ ≃ κ₀'Tr[Σ(Σ+κ₀)⁻²]``), resolved by
+        :func:`_resolve_pinv` (dropped where the word's value does not depend on it)."""
+        for P, (layer, v) in self.st.pinv.items():
+            if layer == self.layer and v == value:
+                return P
+        P = sp.Dummy(f"Pplus{self.layer}")
+        self.st.pinv[P] = (self.layer, value)
+        return P
 
     def trace(self, phi):
         """``Tr_p φ(Σ_F) = Tr_d φ(Ŝ) + (p − d) φ(0)``."""
@@ -1002,7 +1116,7 @@ class _Calculus:
         if c0 != 0:
             k0, k0p = self.kappa0()
             R0 = (Sigma + k0 * Identity(d)).inverse()
-            total += c0 * k0p * Tr(Sigma * R0 * R0)
+            total += c0 * self._pinv(k0p * Tr(Sigma * R0 * R0))
         return total + (p - d) * reg0
 
 
