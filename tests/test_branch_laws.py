@@ -276,9 +276,16 @@ def _noise_case(laws, kind, dd, fn, fp, logtau, scale, loglam, seed):
     s = _spectrum(kind, dd, np.random.default_rng(seed)) * scale
     n_, p_ = (max(1, int(round(f * dd))) for f in (fn, fp))
     t, l_ = (0.0 if logtau < -6.5 else 10.0 ** logtau) * scale, 10.0 ** loglam * scale
-    r = laws["noise"].solve(Sigma=s, n=n_, p=p_, tau=t, lam=l_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = laws["noise"].solve(Sigma=s, n=n_, p=p_, tau=t, lam=l_, options={"raise_on_failure": False})
     k, ref = float(r.x["kappa"]), kappa_noise(s, n_, p_, t, l_)
-    assert bool(np.all(r.converged)) and abs(k - ref) <= 1e-8 * ref, (k, ref)
+    assert abs(k - ref) <= 1e-8 * ref, (k, ref)
+    # the value is refused where it would lose precision (κ_F < 6e-3·τ: numerics/laws/feature_noise.py)
+    kF = ref * (1 - np.sum(s / (s + ref)) / p_) - t
+    ratio = kF / t if t > 0 else np.inf
+    if not 4e-3 < ratio < 9e-3:                          # away from the threshold's rounding
+        assert bool(np.all(r.converged)) == (ratio >= 6e-3), (ratio, r.converged)
 
 
 @settings(max_examples=25, **HYP)
