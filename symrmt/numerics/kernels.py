@@ -30,6 +30,10 @@ from sympy import Identity, Inverse, MatAdd, MatMul, MatPow, MatrixSymbol, Trans
 from .lower import Chain, Dense, Diag, DiagSum, Full
 
 _DENSE_CHUNK_ELEMENTS = 2 ** 24   # entries of (points, r, c) blocks held at once
+#: contractions with dense factors share their dense sub-expressions within a
+#: chunk of points of one :class:`Stage` call (:func:`_dense_chains`); ``False``
+#: evaluates each contraction on its own (the former path, kept for comparison)
+SHARE_DENSE = True
 _BLOCK_ELEMENTS = 2 ** 14          # (points, entries) elements per block of a reduction
 #: key of ``env`` set by quadrature: the points are a ``(P, q)`` tensor (outer
 #: point × node), see :class:`_TensorSum`
@@ -339,8 +343,13 @@ class _DenseEval:
             if isinstance(M, MatPow) and not M.args[1].is_Integer and not M.args[1].is_Rational:
                 raise NotImplementedError(f"numerics: matrix power with symbolic exponent {M}")
 
-    def __call__(self, env, bound):
-        return self._eval(self.M, env, bound)
+    def __call__(self, env, bound, cache=None):
+        """The matrix (stacked over the points of ``env``). ``cache``: a dict
+        shared by the dense factors of one chunk of points of one
+        :class:`Stage` call — every sub-expression (``(M + κ)⁻¹`` above all) is
+        evaluated once there, and ``(M + κ)⁻²`` is the square of the cached
+        inverse."""
+        return self._eval(self.M, env, bound, cache)
 
     def _size(self, dim, bound):
         dim = sp.sympify(dim)
@@ -348,7 +357,15 @@ class _DenseEval:
             return int(dim)
         return bound.sizes[dim]
 
-    def _eval(self, M, env, bound):
+    def _eval(self, M, env, bound, cache=None):
+        if cache is None or isinstance(M, (MatrixSymbol, Identity, ZeroMatrix)):
+            return self._eval1(M, env, bound, cache)
+        out = cache.get(M)
+        if out is None:
+            out = cache[M] = self._eval1(M, env, bound, cache)
+        return out
+
+    def _eval1(self, M, env, bound, cache):
         be = self.backend
         if isinstance(M, MatrixSymbol):
             kind, arr = bound.mats[M.name]
@@ -359,16 +376,16 @@ class _DenseEval:
         if isinstance(M, ZeroMatrix):
             return np.zeros((self._size(M.shape[0], bound), self._size(M.shape[1], bound)))
         if isinstance(M, MatAdd):
-            parts = [self._eval(a, env, bound) for a in M.args]
+            parts = [self._eval(a, env, bound, cache) for a in M.args]
             out = parts[0]
             for p in parts[1:]:
                 out = out + p
             return out
         if isinstance(M, MatMul):
             c, mats = M.as_coeff_matrices()
-            out = self._eval(mats[0], env, bound)
+            out = self._eval(mats[0], env, bound, cache)
             for a in mats[1:]:
-                out = out @ self._eval(a, env, bound)
+                out = out @ self._eval(a, env, bound, cache)
             if c != 1:
                 syms, fn = self.coeffs[M]
                 cv = fn(*[env[s.name] for s in syms])[0]
@@ -376,12 +393,15 @@ class _DenseEval:
                 out = cv * out
             return out
         if isinstance(M, Inverse):
-            return be.inv(self._eval(M.arg, env, bound))
+            return be.inv(self._eval(M.arg, env, bound, cache))
         if isinstance(M, MatPow):
             base, s = M.args
-            B = self._eval(base, env, bound)
+            if s.is_Integer and s < 0 and cache is not None:
+                P = self._eval(Inverse(base), env, bound, cache)      # shared with the inverse's other uses
+            else:
+                B = self._eval(base, env, bound, cache)
             if s.is_Integer:
-                P = B if s > 0 else be.inv(B)
+                P = B if s > 0 else (P if cache is not None else be.inv(B))
                 out = P
                 for _ in range(abs(int(s)) - 1):
                     out = out @ P
@@ -389,7 +409,7 @@ class _DenseEval:
             # fractional power of a symmetric PSD matrix: through its eigenbasis
             return _sym_power(B, s, be)
         if isinstance(M, Transpose):
-            return np.swapaxes(self._eval(M.arg, env, bound), -1, -2)
+            return np.swapaxes(self._eval(M.arg, env, bound, cache), -1, -2)
         raise NotImplementedError(f"numerics: cannot evaluate the matrix expression {M} densely")
 
 
@@ -495,7 +515,7 @@ class _ChainEval:
                 return np.concatenate(parts)
         return self._once(env, bound)
 
-    def _once(self, env, bound):
+    def _once(self, env, bound, cache=None):
         ops, subs, batched = [], [], False
         for i, f in enumerate(self.chain.factors):
             s = self.subs[i]
@@ -512,7 +532,7 @@ class _ChainEval:
                 v = v.reshape([n for n, keep in zip(v.shape, f.shape) if keep != 1] or [])
                 v = v if v.ndim else v.reshape(())
             else:
-                v = np.asarray(self.dense[i](env, bound))
+                v = np.asarray(self.dense[i](env, bound, cache))
                 lead = v.ndim - 2
                 keep = [k for k, n in enumerate(f.shape) if n != 1]
                 v = v.reshape(v.shape[:lead] + tuple(v.shape[lead + k] for k in keep))
@@ -546,6 +566,28 @@ def _shape(f):
     if isinstance(f, Diag):
         return (2, 2)  # square, not 1
     return tuple(1 if sp.sympify(n) == 1 else 2 for n in f.shape)
+
+
+def _dense_chains(chains, env, bound):
+    """The values of ``chains`` (each with dense factors) at the points of
+    ``env``: chunk by chunk of points (the chunk of :meth:`_ChainEval.__call__`,
+    the smallest among the chains), all chains in a chunk sharing one cache of
+    dense sub-expressions — ``(M + κ)⁻¹`` is inverted once per point for every
+    trace and form that uses it (before: once per contraction)."""
+    npts = next((len(v) for v in env.values() if _is_grid(v)), None)
+    if npts:
+        step = min(max(1, _DENSE_CHUNK_ELEMENTS // max(max(_block(ch.chain.factors[i].expr, bound)
+                                                           for i in ch.dense), 1)) for ch in chains)
+        if step < npts:
+            parts = [[] for _ in chains]
+            for lo in range(0, npts, step):
+                sub = {k: (v[lo:lo + step] if _is_grid(v) else v) for k, v in env.items()}
+                cache = {}
+                for part, ch in zip(parts, chains):
+                    part.append(np.broadcast_to(ch._once(sub, bound, cache), (min(step, npts - lo),)))
+            return [np.concatenate(part) for part in parts]
+    cache = {}
+    return [ch._once(env, bound, cache) for ch in chains]
 
 
 class Stage:
@@ -593,8 +635,14 @@ class Stage:
             for syms, f in fused:
                 for sym, v in zip(syms, f.sums(env, bound)):
                     env[sym.name] = v
+            shared = SHARE_DENSE and TENSOR not in env
+            dense = [(sym, ch) for sym, ch in chains if ch.dense and shared]
             for sym, ch in chains:
-                env[sym.name] = ch(env, bound)
+                if not (ch.dense and shared):
+                    env[sym.name] = ch(env, bound)
+            if dense:
+                for (sym, _), v in zip(dense, _dense_chains([ch for _, ch in dense], env, bound)):
+                    env[sym.name] = v
         with self.backend.context():
             return list(self.fn(*[env[s.name] for s in self.args]))
 
