@@ -30,8 +30,9 @@ solver could accept a spurious root of ``κ(1 − df/n)(1 − df/p) = λ`` with
 a risk of −0.4728 against the paper's 1.8755 and dense Monte Carlo
 1.895 ± 0.024); the solver now takes no Newton step off the branch
 (``symrmt/numerics/laws/wishart.py``, ``tests/test_law_branch.py``), and the
-isotropic setting stays in this check. RF norm at p = d exactly returns NaN
-(a removable 0/0), never a wrong number.
+isotropic setting stays in this check. RF norm at p = d exactly once
+returned NaN (a removable ∞ − ∞ of ``Ŝ⁺`` pieces); it now gives the limit
+(``tests/test_pd_rf.py``: ≤ 1.1e-14 from the paper's formula at p = d).
 
     python derivations/norm_capacity.py [--quick] [--out DIR]
     symrmt run norm_capacity --quick
