@@ -650,6 +650,21 @@ def rp_report(heading, data, rp_refused, rp_trials, rp_rows, rp_sizes, theory=No
     return body, summary
 
 
+def rp_reference_lines(rp_ref_rows, k_tol, c_tol, residual="r_g"):
+    """Report lines: the engine's random-projection rows against the
+    independent conditional-F reference (``_paper_pooled.conditional_rp_errors``)."""
+    from _common import markdown_table
+    return ["", "### Random projections vs an independent conditional-F reference", "",
+            "Reference: `_paper_pooled.conditional_rp_errors` — for each drawn F (d×p, iid N(0, 1/p)) the pooled "
+            "errors in feature space (`S_k = FᵀΣ_kF`, `θ_k`, noise `σ_k² + r_k`, plus `" + residual + "`) by the "
+            "general form, first order in X given F, averaged over the F draws (the sem column is over F; "
+            "'trials' = F draws). "
+            f"Tolerance {k_tol:g}·sem + {c_tol:g}·|th|/d (F fluctuation and finite-p corrections). "
+            "Normalisation: F ~ N(0, 1/p) as `sr.RandomFeatures`; projections S ~ N(0, 1/d) (as the papers write "
+            "their random-projection models, to our recollection) give the same predictor at λ_S = λ·p/d "
+            "(`_paper_pooled.lam_from_paper_scale` maps back), so the rows below are at λ_S = λ/2.", "",
+            markdown_table(rp_ref_rows), ""]
+
 def rp_formulas_lines(model, rp_refused, error="E"):
     """Markdown lines for a pooled recipe's ``formulas.md``: how the engine
     derives the random-projection model (or its refusal, verbatim) and the

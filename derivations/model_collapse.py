@@ -53,7 +53,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import Row, markdown_table, pyplot, readable_log_axes, trend_table  # noqa: E402
-from _pooled import (rp_formulas_lines, compact_latex, dense_group_mc, derive_recipe_models, rp_report,  # noqa: E402
+from _pooled import (rp_formulas_lines, rp_reference_lines, compact_latex, dense_group_mc, derive_recipe_models, rp_report,  # noqa: E402
                      dense_real_only_mc, eigen_bindings, old_bindings, teacher)
 from _ridge_common import start  # noqa: E402
 import _paper_pooled as pp  # noqa: E402
@@ -323,15 +323,7 @@ def main(argv=None):
                  f"tolerance {CROSS_TOL:g} relative: {'pass' if cross_ok else '**FAIL**'}", ""] + cross_table
     rp_body, rp_summary = rp_report("ridge on XF, F d×p, p = d/2, N/d = 4, Σ₂ = Σ", "X₁, X₂, ε", rp_refused, rp_trials, rp_rows, rp_sizes)
     body += rp_body
-    body += ["", "### Random projections vs an independent conditional-F reference", "",
-             "Reference: `_paper_pooled.conditional_rp_errors` — for each drawn F (d×p, iid N(0, 1/p)) the pooled "
-             "errors in feature space (`S_k = FᵀΣ_kF`, `θ_k`, noise `σ_k² + r_k`, plus `r_1`) by the general form, "
-             "first order in X given F, averaged over the F draws (the sem column is over F; 'trials' = F draws). "
-             f"Tolerance {K_TOL:g}·sem + {C_TOL:g}·|th|/d (F fluctuation and finite-p corrections). "
-             "Normalisation: F ~ N(0, 1/p) as `sr.RandomFeatures`; projections S ~ N(0, 1/d) (as the papers write "
-             "their random-projection models, to our recollection) give the same predictor at λ_S = λ·p/d "
-             "(`_paper_pooled.lam_from_paper_scale` maps back), so the rows below are at λ_S = λ/2.", "",
-             markdown_table(rp_ref_rows), ""]
+    body += rp_reference_lines(rp_ref_rows, K_TOL, C_TOL, "r_1")
     body += [""] + paper_lines
     body += ["", f"### Figure-like setting (the structure of the paper's classical-linear-model figures, our parameter "
                  f"values: isotropic Σ = I, d = 100, c²(Δ) = ‖δ‖² = {FIG_C2:g}, "
