@@ -12,7 +12,7 @@ from ..objects.matrices import Vector
 from .backend import make_backend
 from .bindings import bind
 from .catalog import build_catalog
-from .plan import Plan, ValueNode, solve_groups
+from .plan import Plan, solve_groups
 from .result import ConvergenceError, SolveResult
 from .solvers import XTOL_MAX, full
 
@@ -199,12 +199,7 @@ class CompiledEquivalent:
         elif "quad_error" in diagnostics:
             err = [np.asarray(full(e, n), dtype=float) for e in diagnostics["quad_error"]]
             res["quad_error"] = np.max(np.stack(err), axis=0).reshape(shape)
-        imprecise = np.zeros(n, dtype=bool)
-        if "value_rounding" in diagnostics:
-            # the value's measured rounding noise (plan.ValueNode._rounding), relative
-            res["rounding_error"] = np.asarray(diagnostics["value_rounding"], dtype=float).reshape(shape)
-            imprecise = np.ravel(res["rounding_error"] > ValueNode.ROUNDING_RTOL)
-        res["message"] = _message(res, ~solved & ~imprecise, undefined, bindings, bound, opts, raw, imprecise)
+        res["message"] = _message(res, ~solved, undefined, bindings, bound, opts, raw)
         if raise_on_failure and not res.success:
             raise ConvergenceError(res["message"], res)
         return res
@@ -279,18 +274,11 @@ def _is_inf(v, be):
     return np.isinf(v)
 
 
-def _message(res, unsolved, undefined, bindings, bound, opts, raw=None, imprecise=None):
+def _message(res, unsolved, undefined, bindings, bound, opts, raw=None):
     n = bound.size
-    imprecise = np.zeros(n, dtype=bool) if imprecise is None else imprecise
-    if not unsolved.any() and not undefined.any() and not imprecise.any():
+    if not unsolved.any() and not undefined.any():
         return f"converged at all {n} grid point(s)"
     parts = []
-    if imprecise.any():
-        i = int(np.nonzero(imprecise)[0][0])
-        parts.append(f"the value is lost to rounding (its derived form cancels large terms: measured relative error "
-                     f"{np.ravel(res['rounding_error'])[i]:.2g} > {ValueNode.ROUNDING_RTOL:g}) at "
-                     f"{int(imprecise.sum())} of {n} grid point(s), first at {_point(bindings, bound, i)}; "
-                     "backend='mpmath' evaluates it")
     if unsolved.any():
         i = int(np.nonzero(unsolved)[0][0])
         there = "; ".join(

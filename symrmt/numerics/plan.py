@@ -62,8 +62,7 @@ class ValueNode:
         :data:`VALUE_RETRIES` times. A point is reported converged only where
         the value-level error is within the tolerance."""
         if not (with_extra and self.integrals):
-            out, ok, ok_value, _ = self._evaluate(env, bound, n, opts, diagnostics, with_extra)
-            return out, ok & ok_value
+            return self._evaluate(env, bound, n, opts, diagnostics, with_extra)[:2]
         for attempt in range(self.VALUE_RETRIES + 1):
             diag = {}
             out, ok, ok_value, need = self._evaluate(env, bound, n, opts, diag, True)
@@ -99,47 +98,7 @@ class ValueNode:
         ok_value, need = np.ones(n, dtype=bool), None
         if with_extra and self.integrals:      # the top-level value: its own error, relative to it
             ok_value, need = self._value_error(env, bound, n, opts, diagnostics, out[0], errs)
-        elif with_extra:
-            ok_value = self._rounding(env, bound, n, diagnostics, out[0])
         return (out if with_extra else out[0]), ok, ok_value, need
-
-    #: largest relative rounding error a value may carry before it is refused
-    ROUNDING_RTOL = 1e-6
-
-    def _rounding(self, env, bound, n, diagnostics, value):
-        """The value's rounding error, measured. With the unknowns and the
-        spectral parameters of the top-level groups scaled by ``1 + kδ``
-        (``k = 1, 2``, ``δ = √ε``), the second difference
-        ``|F(2δ) − 2F(δ) + F(0)|/|F|`` is ``O(δ²) ≈ ε`` in exact arithmetic
-        and otherwise the value's rounding noise: a form that builds a small
-        value from large cancelling terms (a training error or GCV at
-        ``n < d`` as ``λ → 0``, ``O(λ²)`` from ``O(1)`` terms: GCV once gave
-        26.0 instead of 0.19 at λ = 1e-10) shows its lost digits there. Points
-        where it exceeds :data:`ROUNDING_RTOL` are refused
-        (``diagnostics["value_rounding"]``); the mpmath backend
-        (``ε = 10^−dps``) evaluates them."""
-        from .solvers import full
-        names = [u.name for s in self.plan.top for u in s.unknowns if u.name in env]
-        names += [s.zname for s in self.plan.top if s.zname in env and s.zname not in names]
-        if not names:
-            return np.ones(n, dtype=bool)
-        be = self.plan.backend
-        F = np.asarray(full(value, n))
-        eps = 2.0 ** -52 if F.dtype != object else 10.0 ** -getattr(be, "dps", 16)
-        delta = eps ** 0.5
-        out = []
-        for k in (1, 2):
-            shifted = dict(env)
-            for name in names:
-                shifted[name] = env[name] * (1 + be.const(k * delta))
-            out.append(np.asarray(full(self.stage(shifted, bound)[0], n)))
-        with np.errstate(all="ignore"):
-            aF = np.asarray(abs(F), dtype=float)
-            d2 = np.asarray(abs(out[1] - 2 * out[0] + F), dtype=float)
-            est = np.where(d2 == 0, 0.0, d2 / aF)
-            bad = np.asarray(np.isfinite(aF) & (est > self.ROUNDING_RTOL), dtype=bool)
-        diagnostics["value_rounding"] = est
-        return ~bad
 
     def _value_error(self, env, bound, n, opts, diagnostics, value, errs):
         """Propagate the integrals' error estimates ``e_i`` to the value
