@@ -50,16 +50,11 @@ sys.path.insert(0, str(ROOT / "derivations"))
 import symrmt as sr  # noqa: E402
 import symrmt.numerics.kernels as KN  # noqa: E402
 import symrmt.numerics.laws.projected_pooled as PP  # noqa: E402
-from _pooled import PooledRidge, single_blas_thread  # noqa: E402
+from _pooled import rp_problem, PooledRidge, single_blas_thread  # noqa: E402
 
 
 def problem(d, p_ratio, lam, seed=1):
-    rng = np.random.default_rng(seed)
-    Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
-    w1 = rng.standard_normal(d) / np.sqrt(d)
-    return dict(Sigma1=np.arange(1, d + 1) ** -1.0, Sigma2=Q @ np.diag(np.linspace(0.1, 1.0, d)) @ Q.T,
-                n1=int(1.5 * d), n2=d // 2, lam=lam, w1=w1, w2=w1 + 0.6 * rng.standard_normal(d) / np.sqrt(d),
-                s1=0.1, s2=0.2, p=int(p_ratio * d))
+    return rp_problem(d, p_ratio, lam=lam, seed=seed)
 
 
 def path(new):

@@ -331,10 +331,11 @@ def dense_pooled_mc(Sigma1, Sigma2, w1, w2, s1, s2, n1, n2, lam, trials, seed, p
 PAPER_TOL = 1e-6       # relative agreement required of the engine against the papers' formulas
 
 
-def comparison_section(title, intro, rows, tol=PAPER_TOL):
+def comparison_section(title, intro, rows, tol=PAPER_TOL, log=None):
     """Markdown lines, worst relative difference and pass flag for rows
     ``(setting, quantity, engine, paper)``; a row passes when
-    ``|engine − paper| ≤ tol·|paper|``."""
+    ``|engine − paper| ≤ tol·|paper|``. ``log``: a callable given the
+    one-line summary."""
     lines = [f"## {title}", "", intro, "",
              f"Tolerance: relative difference ≤ {tol:g} per row.", "",
              "| setting | quantity | engine | paper's formula (NumPy) | rel. diff | ok |",
@@ -346,6 +347,8 @@ def comparison_section(title, intro, rows, tol=PAPER_TOL):
         lines.append(f"| {setting} | {q} | {eng:.12g} | {pap:.12g} | {rel:.1e} | {'✓' if rel <= tol else '**✗**'} |")
     passed = bool(worst <= tol)
     lines += ["", f"Worst rel. diff **{worst:.1e}** ({'pass' if passed else '**FAIL**'}, {len(rows)} rows)."]
+    if log is not None:
+        log(f"  {title}: {len(rows)} rows, worst rel. diff {worst:.1e} ({'ok' if passed else 'FAIL'})")
     return lines, worst, passed
 
 

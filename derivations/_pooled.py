@@ -650,6 +650,19 @@ def rp_report(heading, data, rp_refused, rp_trials, rp_rows, rp_sizes, theory=No
     return body, summary
 
 
+def rp_problem(d, p_ratio, lam=0.05, seed=1):
+    """Bindings of a two-group random-projection test problem at size ``d``:
+    ``Σ₁ = diag(1/i)``, ``Σ₂ = Q diag(linspace(0.1, 1)) Qᵀ`` (random rotation:
+    not commuting with ``Σ₁``), ``n₁ = 1.5d``, ``n₂ = d/2``, teachers differing
+    by a random shift, ``p = p_ratio·d`` (shared by the tests and
+    ``benchmarks/projected.py``)."""
+    rng = np.random.default_rng(seed)
+    Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    w1 = rng.standard_normal(d) / np.sqrt(d)
+    return dict(Sigma1=np.arange(1, d + 1) ** -1.0, Sigma2=Q @ np.diag(np.linspace(0.1, 1.0, d)) @ Q.T,
+                n1=int(1.5 * d), n2=d // 2, lam=lam, w1=w1, w2=w1 + 0.6 * rng.standard_normal(d) / np.sqrt(d),
+                s1=0.1, s2=0.2, p=int(p_ratio * d))
+
 def rp_reference_lines(rp_ref_rows, k_tol, c_tol, residual="r_g"):
     """Report lines: the engine's random-projection rows against the
     independent conditional-F reference (``_paper_pooled.conditional_rp_errors``)."""

@@ -152,9 +152,8 @@ def paper_comparison(model, quick, log):
              "`(ŵ − w_s)ᵀΣ_s(ŵ − w_s)` (no σ_s²), ridge `(XᵀX/n + λ)⁻¹Xᵀy/n`, `p_s = n_s/n`. The paper's full text "
              "could not be opened from this machine (abstract only): no equation numbers are cited, the formulas "
              "are stated here in full, and ADD is our reading of the paper's amplification measure (a difference).")
-    lines, worst, passed = pp.comparison_section("engine vs the paper's formula (independent NumPy)", intro, rows)
-    log(f"  engine vs the paper's formula (independent NumPy): {len(rows)} rows, worst rel. diff {worst:.1e} "
-        f"({'ok' if passed else 'FAIL'})")
+    lines, worst, passed = pp.comparison_section("engine vs the paper's formula (independent NumPy)", intro, rows,
+                                                 log=log)
     return lines, worst, passed, curve
 
 

@@ -180,9 +180,8 @@ def paper_comparison(model, quick, log):
              "(no `σ²`), ridge `(XᵀX/n + λ)⁻¹Xᵀy/n`, `p₂ = n₂/n`: the recipe's definitions. The papers' full texts "
              "could not be opened from this machine (abstracts only), so no equation numbers are cited; each "
              "formula is the theorem as recalled, re-derived, and stated here in full.")
-    lines, worst, passed = pp.comparison_section("engine vs the paper's formula (independent NumPy)", intro, rows)
-    log(f"  engine vs the paper's formula (independent NumPy): {len(rows)} rows, worst rel. diff {worst:.1e} "
-        f"({'ok' if passed else 'FAIL'})")
+    lines, worst, passed = pp.comparison_section("engine vs the paper's formula (independent NumPy)", intro, rows,
+                                                 log=log)
     return lines, worst, passed, fig
 
 

@@ -22,7 +22,7 @@ import sympy as sp
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "derivations"))
-from _pooled import PooledRidge, ProjectedPooled, dense_group_mc  # noqa: E402
+from _pooled import rp_problem, PooledRidge, ProjectedPooled, dense_group_mc  # noqa: E402
 
 import symrmt as sr  # noqa: E402
 
@@ -38,12 +38,7 @@ def theory():
 
 
 def _problem(d, seed, p_ratio):
-    rng = np.random.default_rng(seed)
-    Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
-    w1 = rng.standard_normal(d) / np.sqrt(d)
-    return dict(Sigma1=np.arange(1, d + 1) ** -1.0, Sigma2=Q @ np.diag(np.linspace(0.1, 1.0, d)) @ Q.T,
-                n1=int(1.5 * d), n2=d // 2, lam=0.05, w1=w1, w2=w1 + 0.6 * rng.standard_normal(d) / np.sqrt(d),
-                s1=0.1, s2=0.2, p=int(p_ratio * d))
+    return rp_problem(d, p_ratio, seed=seed)
 
 
 def test_one_group_equals_the_engines_random_feature_ridge(theory):

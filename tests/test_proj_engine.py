@@ -28,7 +28,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "derivations"))
-from _pooled import PooledRidge, ProjectedPooled, dense_group_mc, single_blas_thread  # noqa: E402
+from _pooled import rp_problem, PooledRidge, ProjectedPooled, dense_group_mc, single_blas_thread  # noqa: E402
 
 import symrmt as sr  # noqa: E402
 
@@ -48,12 +48,7 @@ def setup():
 
 
 def _problem(d, seed, p_ratio, lam=0.05):
-    rng = np.random.default_rng(seed)
-    Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
-    w1 = rng.standard_normal(d) / np.sqrt(d)
-    return dict(Sigma1=np.arange(1, d + 1) ** -1.0, Sigma2=Q @ np.diag(np.linspace(0.1, 1.0, d)) @ Q.T,
-                n1=int(1.5 * d), n2=d // 2, lam=lam, w1=w1, w2=w1 + 0.6 * rng.standard_normal(d) / np.sqrt(d),
-                s1=0.1, s2=0.2, p=int(p_ratio * d))
+    return rp_problem(d, p_ratio, lam=lam, seed=seed)
 
 
 def test_the_engine_derives_it_with_unknowns_delta_k_and_kappa(setup):

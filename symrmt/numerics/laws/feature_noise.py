@@ -23,7 +23,7 @@ import numpy as np
 import sympy as sp
 
 from ...objects.functionals import Tr
-from ..solvers import full
+from ..solvers import full, take
 from .base import LawSystem, register
 
 
@@ -78,7 +78,6 @@ class FeatureNoiseSystem(LawSystem):
         ``ε(τ/κ_F)³ > 1e-9`` (double precision: ``κ_F < 6e-3·τ``) are reported
         unconverged with a warning, never returned; the mpmath backend
         (``ε = 10^−dps``) reaches them."""
-        from ..solvers import take
         (k,) = self.unknowns
         N = len(z)
         e = take(env, np.arange(N))
