@@ -7,7 +7,7 @@ Needs a checkout of auto-fpt (its ``fpt.py``, ``free_proba_utils.py`` and ``exam
 ``git --git-dir=<mirror> archive HEAD | tar -x -C /tmp/autofpt``) and SymPy/NumPy/SciPy; auto-fpt's code is
 imported from that folder, not copied here.
 
-    python benchmarks/autofpt_compare.py --autofpt /tmp/h_fpt/autofpt --commit <sha> [--reps 3] [--out PATH]
+    python benchmarks/autofpt_compare.py --autofpt AUTOFPT_DIR --commit <sha> [--reps 3] [--out PATH]
 
 Timing: each repetition is a FRESH Python process (no SymPy or engine cache carried over) timing only the
 derivation call — auto-fpt: ``fpt.calc(pencil, ...)`` exactly as its example script calls it (display turned off,
@@ -27,6 +27,7 @@ import contextlib
 import io
 import json
 import os
+import tempfile
 import pathlib
 import platform
 import subprocess
@@ -288,8 +289,9 @@ def machine():
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--autofpt", default=os.environ.get("AUTOFPT_DIR", "/tmp/h_fpt/autofpt"),
-                    help="folder holding auto-fpt's fpt.py, free_proba_utils.py, examples/pencils/")
+    ap.add_argument("--autofpt", default=os.environ.get("AUTOFPT_DIR"),
+                    help="folder holding auto-fpt's fpt.py, free_proba_utils.py, examples/pencils/ "
+                         "(an extracted checkout of ArjunSubramonian/auto-fpt; default $AUTOFPT_DIR)")
     ap.add_argument("--commit", default=None, help="auto-fpt commit the folder was extracted from")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--warm", type=int, default=1, help="in-process repeats for the warm figure")
@@ -298,7 +300,7 @@ def main(argv=None):
     ap.add_argument("--mc-sizes", type=int, nargs="*", default=[200, 400])
     ap.add_argument("--also-python", default=None,
                     help="a second interpreter (e.g. a venv with auto-fpt's pinned sympy==1.12) to time auto-fpt under")
-    ap.add_argument("--tmp", default="/tmp/autofpt_compare")
+    ap.add_argument("--tmp", default=os.path.join(tempfile.gettempdir(), "autofpt_compare"))
     ap.add_argument("--worker", nargs=2, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -309,6 +311,8 @@ def main(argv=None):
         print(json.dumps(out))
         return
     import autofpt_examples as A
+    if not args.autofpt:
+        sys.exit("--autofpt: give the folder of an auto-fpt checkout (or set AUTOFPT_DIR)")
     auto = os.path.abspath(args.autofpt)
     if not os.path.exists(os.path.join(auto, "fpt.py")):
         sys.exit(f"--autofpt: no fpt.py in {auto}")
